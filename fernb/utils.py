@@ -1,0 +1,127 @@
+"""Small shared helpers: seeding, device choice and the book's plot style."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "choose_device",
+    "environment_summary",
+    "git_commit",
+    "seed_everything",
+    "set_plot_style",
+]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA).
+
+    With ``deterministic=True`` torch is also told to use deterministic kernels only
+    (``torch.use_deterministic_algorithms``), cuDNN autotuning is switched off and
+    ``CUBLAS_WORKSPACE_CONFIG`` is set, so that two runs with the same seed give the same
+    numbers on the same machine at some cost in speed. Operations that have no deterministic
+    implementation then raise instead of silently differing.
+    """
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - notebooks and third-party code use the global state
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def choose_device(device: str = "auto") -> torch.device:
+    """Return the torch device a notebook asked for.
+
+    ``"auto"`` picks CUDA when it is available and the CPU otherwise. An explicit
+    ``"cuda"`` (or ``"cuda:N"``) on a machine without one raises, rather than quietly
+    training a GPU-sized experiment on the CPU.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} was asked for, but torch sees no CUDA device on this "
+                "machine; pass device='cpu' (or 'auto') to run here"
+            )
+        index = chosen.index or 0
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={device!r} was asked for, but only {torch.cuda.device_count()} "
+                "CUDA device(s) are visible"
+            )
+    return chosen
+
+
+def set_plot_style() -> None:
+    """Apply the book's matplotlib style: seaborn's paper context, readable sizes."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "figure.figsize": (6.4, 4.0),
+            "axes.titlesize": "medium",
+            "image.cmap": "viridis",
+        }
+    )
+
+
+def git_commit(path: Path | str | None = None) -> str | None:
+    """Return the commit checked out at ``path`` (default: the fernb source tree).
+
+    A ``+dirty`` suffix marks uncommitted changes to tracked files. Returns ``None`` outside
+    a git work tree or where git is not installed.
+    """
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def environment_summary(device: str = "auto") -> dict[str, Any]:
+    """Describe where a run happens: versions, the device and its name, and the commit."""
+    from fernb import __version__
+
+    chosen = choose_device(device)
+    return {
+        "fernb": __version__,
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(chosen),
+        "device_name": (
+            torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else platform.machine()
+        ),
+        "cpu_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,103 @@
+"""Seeding, device choice and the environment summary."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fernb.utils import choose_device, environment_summary, git_commit, seed_everything
+
+
+def _draw() -> tuple[float, np.ndarray, torch.Tensor]:
+    return random.random(), np.random.rand(4), torch.randn(4)  # noqa: NPY002
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    yield
+    seed_everything(0, deterministic=False)
+
+
+def test_same_seed_gives_the_same_draws_in_every_library() -> None:
+    seed_everything(123)
+    first = _draw()
+    seed_everything(123)
+    second = _draw()
+    assert first[0] == second[0]
+    np.testing.assert_array_equal(first[1], second[1])
+    assert torch.equal(first[2], second[2])
+
+
+def test_different_seeds_give_different_draws() -> None:
+    seed_everything(1)
+    first = _draw()
+    seed_everything(2)
+    second = _draw()
+    assert first[0] != second[0]
+    assert not np.array_equal(first[1], second[1])
+    assert not torch.equal(first[2], second[2])
+
+
+def test_deterministic_switch_reaches_torch() -> None:
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.benchmark
+    seed_everything(0, deterministic=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range_is_rejected(seed: int) -> None:
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(seed)
+
+
+def test_auto_device_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto") == torch.device("cuda")
+
+
+def test_explicit_cuda_without_a_gpu_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="device='cpu'"):
+        choose_device("cuda")
+
+
+def test_cuda_index_beyond_the_visible_devices_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert choose_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(RuntimeError, match="only 1"):
+        choose_device("cuda:1")
+
+
+def test_cpu_is_always_available() -> None:
+    assert choose_device("cpu") == torch.device("cpu")
+
+
+def test_git_commit_matches_git(repo_root: Path) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True
+    )
+    if head.returncode != 0:  # a repository without commits has no HEAD
+        assert git_commit(repo_root) is None
+    else:
+        assert git_commit(repo_root).removesuffix("+dirty") == head.stdout.strip()
+
+
+def test_git_commit_outside_a_repository_is_none(tmp_path: Path) -> None:
+    assert git_commit(tmp_path) is None
+
+
+def test_environment_summary_describes_the_chosen_device() -> None:
+    summary = environment_summary("cpu")
+    assert summary["device"] == "cpu"
+    assert summary["torch"] == torch.__version__
+    assert summary["cpu_threads"] == torch.get_num_threads()
