@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,33 @@ def _book_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, object]:
+    """Parse ``key=value``; the value as a Python literal when it is one, else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from fernb.data import load
+
+    data = load(args.name, args.root, **dict(args.option))
+    print(
+        f"{args.name}: {len(data)} images of {data.image_size[0]} x {data.image_size[1]}, "
+        f"{len(set(data.subjects))} subjects"
+    )
+    if data.sequence is not None:
+        print(f"sequences: {len(set(data.sequence))}")
+    if data.aus is not None:
+        print(f"action units: {', '.join(data.au_names)}")
+    print(data.counts().to_string())
+    return 0
+
+
 def _env(args: argparse.Namespace) -> int:
     from fernb.utils import environment_summary
 
@@ -41,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("root", nargs="?", type=Path, default=Path("."), help="book root")
     check.add_argument("--build-dir", type=Path, default=None, help="default: ROOT/_build/html")
     check.set_defaults(handler=_book_check)
+
+    data = commands.add_parser("data", help="datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    data_check = data_commands.add_parser("check", help="load a dataset, print counts")
+    data_check.add_argument("name", help="dataset name, e.g. fer2013, ckplus48, synthetic")
+    data_check.add_argument("root", nargs="?", default=None, help="dataset folder")
+    data_check.add_argument(
+        "-o",
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option, e.g. -o au_labels=/data/ckplus_au.csv (repeatable)",
+    )
+    data_check.set_defaults(handler=_data_check)
 
     env = commands.add_parser("env", help="print versions, device and commit as JSON")
     env.set_defaults(handler=_env)
