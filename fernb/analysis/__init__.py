@@ -1,0 +1,1 @@
+"""Analysis and figures shared by the chapters."""
