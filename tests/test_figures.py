@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from fernb.analysis.figures import face_grid
 
@@ -27,3 +28,11 @@ def test_face_grid_labels_rows() -> None:
     fig = face_grid(np.zeros((4, 8, 8)), columns=2, row_labels=["happy", "sad"])
     assert [fig.axes[i].get_ylabel() for i in (0, 2)] == ["happy", "sad"]
     plt.close(fig)
+
+
+def test_face_grid_titles_columns_and_checks_title_count() -> None:
+    fig = face_grid(np.zeros((4, 8, 8)), columns=2, column_titles=["I = 0", "I = 5"])
+    assert [ax.get_title() for ax in fig.axes] == ["I = 0", "I = 5", "", ""]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="3 titles for 4 images"):
+        face_grid(np.zeros((4, 8, 8)), columns=2, titles=["a", "b", "c"])

@@ -18,12 +18,16 @@ def face_grid(
     landmarks: np.ndarray | None = None,
     row_labels: Sequence[str] | None = None,
     cell_size: float = 1.3,
+    column_titles: Sequence[str] | None = None,
 ) -> Figure:
     """Draw ``images`` (N x H x W gray or N x H x W x 3, uint8 or floats in [0, 1]) in a grid.
 
     ``landmarks`` (N x 68 x 2 pixel coordinates) are drawn as dots over their image;
-    ``titles`` label each image and ``row_labels`` each row.
+    ``titles`` label each image, ``column_titles`` each column (above the first row) and
+    ``row_labels`` each row.
     """
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(titles)} titles for {len(images)} images")
     n = len(images)
     rows = -(-n // columns)
     fig, axes = plt.subplots(
@@ -38,6 +42,8 @@ def face_grid(
             ax.scatter(landmarks[i, :, 0], landmarks[i, :, 1], s=2, c="tab:orange", linewidths=0)
         if titles is not None:
             ax.set_title(titles[i], fontsize="small")
+    for column, title in enumerate(column_titles or []):
+        axes[0, column].set_title(title, fontsize="small")
     for row, label in enumerate(row_labels or []):
         axes[row, 0].set_axis_on()
         axes[row, 0].set_xticks([])
