@@ -1,0 +1,1 @@
+"""Neural-network building blocks of the five papers: capsules, backbones, attention."""
