@@ -5,11 +5,30 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main"]
+
+_RUN_HELP = """\
+Execute NOTEBOOK with papermill in its own folder (as the book build does) and keep the
+executed copy as book/runs/<chapter>/<stem>[-<tag>].ipynb, where <chapter> is the
+notebook's folder under book/ and <tag> is --tag or built from the parameters
+(-p dataset fer2013 -p seed 0 gives dataset-fer2013_seed-0). A run recorded already is
+refused unless --force. The notebook is executed into <name>.partial.ipynb first and moved
+into place when it succeeds; a failed run is kept as <name>.failed.ipynb.
+
+Parameters must be declared in the notebook's parameters cell; values are parsed as Python
+literals when they are one (3, 1e-4, True, [1, 2]), else kept as text. Two parameters are
+filled in when the notebook declares them and -p does not set them: results_dir (the
+absolute path of --results-dir, default book/results) and overwrite (--force). A notebook
+writes its run records with fernb.results.write_record(record, root=results_dir,
+overwrite=overwrite), and writes none when results_dir is None, its default in the book
+build.
+"""
 
 
 def _book_check(args: argparse.Namespace) -> int:
@@ -25,15 +44,20 @@ def _book_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _literal(text: str) -> object:
+    """``text`` as a Python literal when it is one (``3``, ``1e-4``, ``True``), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _option(text: str) -> tuple[str, object]:
     """Parse ``key=value``; the value as a Python literal when it is one, else a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    return key, _literal(value)
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -56,6 +80,77 @@ def _env(args: argparse.Namespace) -> int:
     from fernb.utils import environment_summary
 
     print(json.dumps(environment_summary(), indent=2))
+    return 0
+
+
+def _book_folder(notebook: Path) -> Path:
+    for folder in notebook.parents:
+        if folder.name == "book":
+            return folder
+    raise ValueError(f"{notebook} is not in a book/ folder")
+
+
+def _slug(value: object) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Execute a book notebook with papermill; keep the executed copy under book/runs/."""
+    import papermill
+
+    notebook = args.notebook.resolve()
+    if not notebook.is_file():
+        print(f"{notebook} does not exist", file=sys.stderr)
+        return 1
+    try:
+        book = _book_folder(notebook)
+    except ValueError as error:
+        print(f"{error}: run records are kept per chapter of a book", file=sys.stderr)
+        return 1
+    parameters = {name: _literal(value) for name, value in args.parameter}
+    declared = papermill.inspect_notebook(str(notebook))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        print(
+            f"{notebook.name} has no parameter {', '.join(unknown)}; its parameters cell "
+            f"declares: {', '.join(declared) or 'nothing'}",
+            file=sys.stderr,
+        )
+        return 1
+    tag = args.tag or "_".join(f"{k}-{_slug(v)}" for k, v in sorted(parameters.items()))
+    if tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", tag):
+        print(f"--tag must be letters, digits and _ . + -, got {tag!r}", file=sys.stderr)
+        return 1
+    chapter_runs = book / "runs" / notebook.parent.relative_to(book)
+    output = chapter_runs / f"{notebook.stem}{'-' + tag if tag else ''}.ipynb"
+    if output.exists() and not args.force:
+        print(
+            f"{output} exists: this run is recorded already. Pass --force to replace it, "
+            "or --tag to record another run.",
+            file=sys.stderr,
+        )
+        return 1
+    results_dir = (args.results_dir or book / "results").resolve()
+    for name, value in {"results_dir": str(results_dir), "overwrite": args.force}.items():
+        if name in declared and name not in parameters:
+            parameters[name] = value
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial.ipynb")
+    try:
+        papermill.execute_notebook(
+            notebook, partial, parameters=parameters, cwd=notebook.parent, progress_bar=False
+        )
+    except papermill.PapermillExecutionError as error:
+        failed = output.with_suffix(".failed.ipynb")
+        os.replace(partial, failed)
+        print(
+            f"{notebook.name} failed in cell [{error.exec_count}]: {error.ename}: "
+            f"{error.evalue}\nThe executed notebook is at {failed}",
+            file=sys.stderr,
+        )
+        return 1
+    os.replace(partial, output)
+    print(f"recorded {output}")
     return 0
 
 
@@ -88,6 +183,29 @@ def _parser() -> argparse.ArgumentParser:
 
     env = commands.add_parser("env", help="print versions, device and commit as JSON")
     env.set_defaults(handler=_env)
+
+    run = commands.add_parser(
+        "run",
+        help="execute a book notebook with papermill, keep it under book/runs/",
+        description=_RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("notebook", type=Path, help="a notebook under book/, e.g. book/data/x.ipynb")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter, e.g. -p epochs 300 (repeatable; VALUE a Python literal or text)",
+    )
+    run.add_argument("--tag", help="name suffix of the executed notebook (default: from -p)")
+    run.add_argument("--force", action="store_true", help="replace a run recorded already")
+    run.add_argument(
+        "--results-dir", type=Path, default=None, help="for the records (default: book/results)"
+    )
+    run.set_defaults(handler=_run)
     return parser
 
 

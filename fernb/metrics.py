@@ -1,0 +1,248 @@
+"""Metrics of the five papers: expression accuracy and action-unit F1 and AUC.
+
+Who reports what:
+
+- accuracy: every expression paper. E2-Capsnet on RAF-DB and EmotioNet; Li et al. on
+  FER2013 and (mean over 5 folds) CK+, JAFFE and Oulu-CASIA; Capsule-LSTM on MMI; Meen et
+  al. on FER2013; Rashid & Lee on CK+ (mean over 10 folds).
+- per-class accuracy (recall of each class) and the confusion matrix: Capsule-LSTM's MMI
+  confusion matrix and its per-class statements.
+- per-AU "F1-frame" and its mean over AUs: Rashid & Lee on BP4D (12 AUs) and DISFA (8 AUs),
+  frames thresholded at 0.5.
+- per-AU ROC AUC and its mean: Rashid & Lee on BP4D and DISFA.
+
+Inputs are NumPy arrays or torch tensors. Expression labels are ints; predictions are ints
+or N x C scores (their argmax is the prediction). AU targets are N x K occurrence (0/1) or
+intensity matrices, NaN where unknown (CK+ codes some AUs without an intensity): unknown
+entries are left out of that AU's metric only. All metrics are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
+
+__all__ = [
+    "RUN_IDS",
+    "accuracy",
+    "aggregate",
+    "au_auc",
+    "au_f1",
+    "au_metrics",
+    "confusion_matrix",
+    "expression_metrics",
+    "mean_au_f1",
+    "per_class_accuracy",
+    "row_normalise",
+]
+
+#: Columns that identify a run rather than measure it; :func:`aggregate` never averages them.
+RUN_IDS: tuple[str, ...] = ("fold", "seed")
+
+
+def _numpy(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _labels_and_predictions(labels, predicted) -> tuple[np.ndarray, np.ndarray, int]:
+    """Int labels, int predictions (the argmax of scores) and the number of classes implied:
+    the number of score columns, else the largest label or prediction + 1."""
+    labels = _numpy(labels).astype(np.int64)
+    predicted = _numpy(predicted)
+    n_scores = 0
+    if predicted.ndim == 2:
+        n_scores = predicted.shape[1]
+        predicted = predicted.argmax(axis=1)
+    predicted = predicted.astype(np.int64)
+    if labels.ndim != 1 or labels.shape != predicted.shape:
+        raise ValueError(
+            f"labels ({labels.shape}) and predictions ({predicted.shape}) must be N and N "
+            "(or N x C scores)"
+        )
+    if labels.size and min(labels.min(), predicted.min()) < 0:
+        raise ValueError("labels and predictions must be >= 0; drop unlabelled (-1) images first")
+    implied = max(n_scores, labels.max(initial=-1) + 1, predicted.max(initial=-1) + 1)
+    return labels, predicted, int(implied)
+
+
+def accuracy(labels, predicted) -> float:
+    """Share of correct predictions, ``mean(predicted == labels)``."""
+    labels, predicted, _ = _labels_and_predictions(labels, predicted)
+    return float(skm.accuracy_score(labels, predicted))
+
+
+def per_class_accuracy(labels, predicted, n_classes: int | None = None) -> np.ndarray:
+    """Recall of each class, ``TP_c / (number of images of class c)``; NaN for absent classes.
+
+    ``n_classes`` defaults to the number of score columns, else the largest label + 1.
+    """
+    labels, predicted, implied = _labels_and_predictions(labels, predicted)
+    return skm.recall_score(
+        labels,
+        predicted,
+        labels=np.arange(n_classes or implied),
+        average=None,
+        zero_division=np.nan,
+    )
+
+
+def row_normalise(matrix) -> np.ndarray:
+    """Divide each row by its sum (a confusion matrix's rows become recall shares).
+
+    A row summing to 0 (a class with no images) becomes NaN: its shares are undefined.
+    """
+    matrix = _numpy(matrix).astype(np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, matrix / totals, np.nan)
+
+
+def confusion_matrix(
+    labels, predicted, n_classes: int | None = None, normalise: bool = False
+) -> np.ndarray:
+    """C x C counts, rows the true class and columns the predicted one.
+
+    With ``normalise=True`` each row is divided by its total (:func:`row_normalise`), so the
+    diagonal holds the per-class accuracy.
+    """
+    labels, predicted, implied = _labels_and_predictions(labels, predicted)
+    counts = skm.confusion_matrix(labels, predicted, labels=np.arange(n_classes or implied))
+    return row_normalise(counts) if normalise else counts
+
+
+def _au_columns(targets, scores, present_at: float):
+    """Yield, per AU, its known targets as 0/1 and the matching scores."""
+    targets = _numpy(targets).astype(np.float64)
+    scores = _numpy(scores).astype(np.float64)
+    if targets.shape != scores.shape or targets.ndim != 2:
+        raise ValueError(
+            f"targets ({targets.shape}) and scores ({scores.shape}) must both be N x K"
+        )
+    for k in range(targets.shape[1]):
+        known = ~np.isnan(targets[:, k])
+        yield k, (targets[known, k] >= present_at).astype(np.int64), scores[known, k]
+
+
+def _undefined(k: int, why: str) -> float:
+    warnings.warn(f"AU column {k}: {why}; its metric is NaN", UndefinedMetricWarning, stacklevel=3)
+    return np.nan
+
+
+def au_f1(
+    targets,
+    scores,
+    threshold: float = 0.5,
+    present_at: float = 0.5,
+    zero_division: float = np.nan,
+) -> np.ndarray:
+    """Per-AU binary F1 over frames, the AU papers' "F1-frame" (Rashid & Lee, Tables 1, 3).
+
+    ``F1 = 2 TP / (2 TP + FP + FN)`` per AU, a frame being predicted positive when its score
+    is ``>= threshold`` (capsule lengths or probabilities: 0.5) and truly positive when its
+    target is ``>= present_at`` (0/1 occurrence: 0.5; DISFA intensity: usually 2). NaN
+    targets are left out. An AU neither present nor predicted in any frame has ``0 / 0``:
+    it gets ``zero_division`` (scikit-learn's argument; NaN here, so means skip it, where
+    scikit-learn's default would count it as 0 with a warning). An AU without any known
+    target is NaN, with an ``UndefinedMetricWarning``.
+    """
+    f1 = []
+    for k, truth, score in _au_columns(targets, scores, present_at):
+        if truth.size == 0:
+            f1.append(_undefined(k, "no known target"))
+            continue
+        predicted = (score >= threshold).astype(np.int64)
+        f1.append(skm.f1_score(truth, predicted, labels=[0, 1], zero_division=zero_division))
+    return np.array(f1, dtype=np.float64)
+
+
+def mean_au_f1(targets, scores, threshold: float = 0.5, present_at: float = 0.5) -> float:
+    """Mean of :func:`au_f1` over the AUs where it is defined (the papers' "Avg" row)."""
+    return float(np.nanmean(au_f1(targets, scores, threshold, present_at)))
+
+
+def au_auc(targets, scores, present_at: float = 0.5) -> np.ndarray:
+    """Per-AU area under the ROC curve of the scores (Rashid & Lee, Table 2).
+
+    NaN targets are left out. Where an AU's known targets are all positive or all negative
+    the AUC is undefined: NaN, with an ``UndefinedMetricWarning`` naming the AU column.
+    """
+    auc = []
+    for k, truth, score in _au_columns(targets, scores, present_at):
+        if np.unique(truth).size < 2:
+            auc.append(_undefined(k, "known targets hold fewer than two classes"))
+            continue
+        auc.append(skm.roc_auc_score(truth, score))
+    return np.array(auc, dtype=np.float64)
+
+
+def _defined(names: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(names, values, strict=True) if np.isfinite(v)}
+
+
+def expression_metrics(labels, predicted, classes: Sequence[str]) -> dict:
+    """What a run record stores for expression recognition.
+
+    ``{"accuracy": ..., "per_class_accuracy": {class: ...}}``; a class without test images
+    has no per-class accuracy and is left out.
+    """
+    return {
+        "accuracy": accuracy(labels, predicted),
+        "per_class_accuracy": _defined(
+            classes, per_class_accuracy(labels, predicted, n_classes=len(classes))
+        ),
+    }
+
+
+def au_metrics(
+    targets,
+    scores,
+    au_names: Sequence[str],
+    threshold: float = 0.5,
+    present_at: float = 0.5,
+) -> dict:
+    """What a run record stores for AU detection.
+
+    ``{"f1_mean", "auc_mean", "f1": {AU: ...}, "auc": {AU: ...}}``; the means are over the
+    AUs where the metric is defined, and undefined per-AU values are left out.
+    """
+    f1 = au_f1(targets, scores, threshold, present_at)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN AUCs are left out below
+        auc = au_auc(targets, scores, present_at)
+    return {
+        "f1_mean": float(np.nanmean(f1)),
+        "auc_mean": float(np.nanmean(auc)),
+        "f1": _defined(au_names, f1),
+        "auc": _defined(au_names, auc),
+    }
+
+
+def aggregate(
+    rows: Sequence[Mapping] | pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    by: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Mean, standard deviation and count of each metric over runs (folds, seeds), per group.
+
+    ``rows`` is a DataFrame or a list of (possibly nested) metric dicts, nested keys joined
+    with ``"."``. ``metrics`` defaults to every numeric column except ``by`` and
+    :data:`RUN_IDS`. The result has one row per group of ``by`` (one row, ``"all"``, without
+    ``by``) and columns ``(metric, "mean" | "std" | "n")``: ``std`` is the sample standard
+    deviation (``ddof=1``, NaN for a single run) and ``n`` counts the runs where the metric
+    is known.
+    """
+    table = rows if isinstance(rows, pd.DataFrame) else pd.json_normalize(list(rows), sep=".")
+    if metrics is None:
+        numeric = table.select_dtypes("number").columns
+        metrics = [c for c in numeric if c not in set(by) | set(RUN_IDS)]
+    keys = list(by) or np.full(len(table), "all")
+    grouped = table.groupby(keys, dropna=False, sort=True)[list(metrics)]
+    return grouped.agg(["mean", "std", "count"]).rename(columns={"count": "n"}, level=1)

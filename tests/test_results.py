@@ -1,0 +1,237 @@
+"""Run records: validation, atomic writing, reading, summaries and the papers' numbers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fernb
+from fernb.results import (
+    PAPER_TABLES,
+    PAPERS,
+    RunRecord,
+    compare,
+    paper_tables,
+    read_records,
+    results_root,
+    summarise,
+    write_record,
+)
+from fernb.utils import git_commit
+
+
+def _record(**changes) -> RunRecord:
+    fields = {
+        "paper": "e2capsnet",
+        "experiment": "ablation",
+        "variant": "e2capsnet",
+        "dataset": "rafdb",
+        "protocol": "official train/test, val from train",
+        "fold": None,
+        "seed": 0,
+        "epochs": 3,
+        "selection": "val",
+        "metrics": {"accuracy": 0.8, "per_class_accuracy": {"anger": 0.5, "fear": 0.25}},
+        "device": "cpu",
+        "wall_time_s": 1.5,
+    }
+    return RunRecord(**{**fields, **changes})
+
+
+def test_a_record_knows_where_and_when_it_ran() -> None:
+    record = _record(metrics={"accuracy": np.float32(0.5), "n": np.int64(3)})
+    assert record.commit == git_commit()
+    assert record.fernb_version == fernb.__version__
+    created = datetime.fromisoformat(record.created)
+    assert created.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=1)
+    assert record.metrics == {"accuracy": 0.5, "n": 3.0}
+    assert all(type(v) is float for v in record.metrics.values())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"paper": "capsnet"}, "unknown paper"),
+        ({"selection": "train"}, "selection must be one of"),
+        ({"metrics": {"f1": {"AU1": float("nan")}}}, r"metrics\.f1\.AU1 is nan"),
+        ({"metrics": {"accuracy": float("inf")}}, r"metrics\.accuracy is inf"),
+        ({"metrics": {"accuracy": True}}, "must be a number"),
+        ({"metrics": {"f1.AU1": 0.5}}, "without '.'"),
+        ({"metrics": {}}, "non-empty"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"fold": 1.5}, "fold must be an integer"),
+        ({"variant": "../elsewhere"}, "variant must be a name"),
+        ({"wall_time_s": -2.0}, "wall_time_s"),
+        ({"created": "2024-01-01T10:00:00+02:00"}, "UTC"),
+        ({"created": "yesterday"}, "ISO 8601"),
+    ],
+)
+def test_invalid_records_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _record(**changes)
+
+
+def test_write_record_names_the_file_and_round_trips(tmp_path: Path) -> None:
+    record = _record(fold=2, seed=1, selection="test")
+    path = write_record(record, root=tmp_path)
+    assert (
+        path == tmp_path / "e2capsnet" / "ablation_e2capsnet_rafdb_fold-2_seed-1_test-selected.json"
+    )
+    assert json.loads(path.read_text()) == record.to_dict()
+    assert RunRecord.from_dict(json.loads(path.read_text())) == record
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert write_record(_record(), root=tmp_path, name="custom").name == "custom.json"
+    assert _record().name == "ablation_e2capsnet_rafdb_seed-0_val-selected"  # no fold
+
+
+def test_write_record_refuses_to_overwrite_unless_told(tmp_path: Path) -> None:
+    path = write_record(_record(), root=tmp_path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_record(_record(metrics={"accuracy": 0.1}), root=tmp_path)
+    assert json.loads(path.read_text())["metrics"]["accuracy"] == 0.8
+    write_record(_record(metrics={"accuracy": 0.1}), root=tmp_path, overwrite=True)
+    assert json.loads(path.read_text())["metrics"] == {"accuracy": 0.1}
+    assert len(list(path.parent.iterdir())) == 1
+    with pytest.raises(ValueError, match="name must be"):
+        write_record(_record(), root=tmp_path, name="a/b")
+
+
+def test_read_records_flattens_metrics_and_filters_by_paper(tmp_path: Path) -> None:
+    write_record(_record(), root=tmp_path)
+    write_record(_record(seed=1, metrics={"accuracy": 0.6}), root=tmp_path)
+    au = {
+        "paper": "au_capsules",
+        "experiment": "au_detection",
+        "variant": "ours",
+        "dataset": "bp4d",
+    }
+    write_record(_record(**au, metrics={"f1": {"AU1": 0.4}}), root=tmp_path)
+
+    table = read_records(tmp_path)
+    assert len(table) == 3
+    assert {"metrics.accuracy", "metrics.per_class_accuracy.anger", "metrics.f1.AU1"} <= set(
+        table.columns
+    )
+    e2 = read_records(tmp_path, paper="e2capsnet")
+    assert sorted(e2["metrics.accuracy"]) == [0.6, 0.8]
+    assert e2["metrics.per_class_accuracy.anger"].isna().sum() == 1  # seed 1 did not record it
+    assert read_records(tmp_path, paper="au_capsules")["metrics.f1.AU1"].tolist() == [0.4]
+    assert read_records(tmp_path / "empty").empty
+    with pytest.raises(ValueError, match="unknown paper"):
+        read_records(tmp_path, paper="nope")
+
+
+def test_read_records_names_a_bad_file(tmp_path: Path) -> None:
+    path = write_record(_record(), root=tmp_path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "selection": "train"}))
+    with pytest.raises(ValueError, match=path.name):
+        read_records(tmp_path)
+    moved = tmp_path / "capsule_lstm" / path.name
+    moved.parent.mkdir()
+    path.rename(moved)
+    moved.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="wrong folder"):
+        read_records(tmp_path)
+
+
+def test_results_root_is_the_books_results_folder(repo_root: Path) -> None:
+    assert results_root() == repo_root / "book" / "results"
+
+
+def test_summarise_pools_folds_and_seeds(tmp_path: Path) -> None:
+    accuracies = {(0, 0): 0.5, (1, 0): 0.7, (0, 1): 0.6, (1, 1): 1.0}
+    for (fold, seed), acc in accuracies.items():
+        write_record(_record(fold=fold, seed=seed, metrics={"accuracy": acc}), root=tmp_path)
+    write_record(_record(variant="vgg16", metrics={"accuracy": 0.4}), root=tmp_path)
+    table = summarise(read_records(tmp_path), by=["variant"], metric="accuracy")
+    assert list(table.columns) == ["mean", "std", "n"]
+    expected = list(accuracies.values())
+    assert table.loc["e2capsnet", "mean"] == pytest.approx(np.mean(expected))
+    assert table.loc["e2capsnet", "std"] == pytest.approx(np.std(expected, ddof=1))
+    assert table.loc["e2capsnet", "n"] == 4
+    assert table.loc["vgg16", "n"] == 1 and np.isnan(table.loc["vgg16", "std"])
+
+
+def test_paper_tables_hold_every_papers_headline_numbers() -> None:
+    table = paper_tables()
+    keys = ["paper", "experiment", "variant", "dataset", "metric", "selection"]
+    assert not table.duplicated(keys).any()
+    assert set(table["paper"]) == set(PAPERS) - {"data"}
+    assert table["value"].between(0, 100).all() and table["source"].str.len().gt(0).all()
+    headline = {  # the papers' abstracts and /work/shared/papers/README.md
+        ("e2capsnet", "rafdb", "e2capsnet", "accuracy"): 85.24,
+        ("e2capsnet", "emotionet", "e2capsnet", "accuracy"): 55.91,
+        ("au_capsules", "bp4d", "ours_vggf", "f1_mean"): 62.9,
+        ("au_capsules", "disfa", "ours_vggf", "f1_mean"): 55.1,
+        ("au_capsules", "ckplus", "ours", "accuracy"): 93.7,
+        ("lbp_attention", "fer2013", "full", "accuracy"): 75.82,
+        ("lbp_attention", "ckplus", "full", "accuracy"): 98.68,
+        ("lbp_attention", "jaffe", "full", "accuracy"): 98.52,
+        ("lbp_attention", "oulu_casia", "full", "accuracy"): 94.63,
+        ("capsule_lstm", "mmi", "full", "accuracy"): 72.11,
+        ("feature_attention", "fer2013", "vgg19", "accuracy"): 72.61,
+        ("feature_attention", "fer2013", "model3_separately", "accuracy"): 73.59,
+    }
+    present = set(
+        table[["paper", "dataset", "variant", "metric", "value"]].itertuples(index=False, name=None)
+    )
+    assert {key: v for key, v in headline.items() if (*key, v) not in present} == {}
+    assert len(PAPER_TABLES) == len(table)
+
+
+def test_per_au_paper_numbers_average_to_the_printed_mean() -> None:
+    table = paper_tables("au_capsules")
+    per_au = table[table["metric"].str.contains(r"\.AU")]
+    columns = per_au.groupby(["dataset", "variant", per_au["metric"].str.split(".").str[0]])
+    assert columns.ngroups == 9  # BP4D F1 and AUC x 3 variants, DISFA AUC x 2, DISFA F1 x 1
+    for (dataset, variant, metric), group in columns:
+        printed = table[
+            (table["dataset"] == dataset)
+            & (table["variant"] == variant)
+            & (table["metric"] == f"{metric}_mean")
+        ]["value"]
+        assert len(group) == {"bp4d": 12, "disfa": 8}[dataset]
+        # per-AU values and the mean are each rounded to 0.1 in print
+        assert group["value"].mean() == pytest.approx(printed.item(), abs=0.06)
+
+
+def test_compare_puts_ours_beside_theirs(tmp_path: Path) -> None:
+    for seed, acc in enumerate([0.80, 0.82, 0.84]):
+        write_record(_record(seed=seed, metrics={"accuracy": acc}), root=tmp_path)
+    write_record(_record(selection="test", metrics={"accuracy": 0.86}), root=tmp_path)
+    ck = {"paper": "au_capsules", "experiment": "emotion", "variant": "ours", "dataset": "ckplus"}
+    for fold in range(2):
+        for selection, acc in (("val", 0.9), ("test", 0.95)):
+            write_record(
+                _record(**ck, fold=fold, selection=selection, metrics={"accuracy": acc}),
+                root=tmp_path,
+            )
+    ours = read_records(tmp_path)
+
+    e2 = compare(ours, paper="e2capsnet")
+    assert len(e2) == len(paper_tables("e2capsnet")) + 1  # Table 1's row, once per selection
+    row = e2[(e2["experiment"] == "ablation") & (e2["variant"] == "e2capsnet")]
+    val, test = (row[row["selection"] == s].iloc[0] for s in ("val", "test"))
+    assert val["ours"] == pytest.approx(82.0) and val["ours_std"] == pytest.approx(2.0)
+    assert val["n"] == 3 and val["theirs"] == 85.24
+    assert val["difference"] == pytest.approx(82.0 - 85.24)
+    assert test["ours"] == pytest.approx(86.0) and test["their_selection"] == "test"
+    assert e2[e2["variant"] == "vgg16"]["ours"].isna().all()  # not run: theirs only
+
+    au = compare(ours, paper="au_capsules").query("experiment == 'emotion'")
+    pairs = sorted(zip(au["their_selection"], au["selection"], au["ours"].round(6), strict=True))
+    # our test-selected runs are set beside Ours-Max only, our val-selected ones beside both
+    assert pairs == [("last", "val", 90.0), ("test", "test", 95.0), ("test", "val", 90.0)]
+
+
+def test_compare_without_runs_lists_the_papers_numbers(tmp_path: Path) -> None:
+    table = compare(read_records(tmp_path), paper="capsule_lstm")
+    assert isinstance(table, pd.DataFrame)
+    assert len(table) == len(paper_tables("capsule_lstm")) and table["ours"].isna().all()
