@@ -254,40 +254,46 @@ _SIDES = {
 
 _NOSE_WRINKLE = _arc(_vec(-0.07, 0), _vec(0, -0.01), _vec(0.07, 0))
 _CHIN_CREASE = _arc(_vec(-0.09, 0.09), _vec(0, 0.06), _vec(0.09, 0.09))
+_LIFTS = [_vec(0, 0.07 * k + 0.02) for k in (1, 2)]  # the two forehead wrinkles above a brow
+_CROWS_FEET = (-0.45, 0.0, 0.45)  # slopes of the three lines at an outer eye corner
 
 
 def _draw_cues(canvas: _Canvas, lm: np.ndarray, u: np.ndarray, ink: np.ndarray) -> None:
-    """Wrinkles and furrows of the AUs, each as dark as its intensity (u = I / 5, per side)."""
+    """Wrinkles and furrows of the AUs, each as dark as its intensity (u = I / 5, per side).
 
-    def draw(lines: list[np.ndarray], strength: float) -> None:
-        if strength > 0:
-            canvas.stroke(lines, strength, ink)
-
+    Only the cues of active AUs are built: most faces show two to four AUs.
+    """
     for side, s in enumerate((-1.0, 1.0)):
+        v = u[side]
         at = {name: lm[pair[side]] for name, pair in _SIDES.items()}
-        v = {name: u[side, k] for name, k in _AU.items()}
         brow, middle, outer = at["inner_brow"], at["middle_brow"], at["outer_brow"]
-        draw(
-            [np.array([(0.3 * brow[0], brow[1] - 0.02), (0.2 * brow[0], brow[1] + 0.09)])],
-            0.7 * v["AU4"],
-        )
-        lifts = [_vec(0, 0.07 * k + 0.02) for k in (1, 2)]
-        central = _arc(_vec(0, brow[1]), _vec(s * 0.1, brow[1] - 0.02), _vec(s * 0.22, brow[1]))
-        draw([central - lift for lift in lifts], 0.55 * v["AU1"])
-        lateral = _arc(middle, (middle + outer) / 2 - _vec(0, 0.02), outer + _vec(0, 0.01))
-        draw([lateral - lift for lift in lifts], 0.55 * v["AU2"])
-        corner = at["outer_eye"] + _vec(s * 0.03, 0)
-        feet = [np.array([corner, corner + _vec(s * 0.08, 0.08 * k)]) for k in (-0.45, 0, 0.45)]
-        draw([*feet, at["lower_lid"] + _vec(0, 0.035)], 0.6 * v["AU6"])
+        if v[_AU["AU4"]] > 0:
+            furrow = np.array([(0.3 * brow[0], brow[1] - 0.02), (0.2 * brow[0], brow[1] + 0.09)])
+            canvas.stroke([furrow], 0.7 * v[_AU["AU4"]], ink)
+        if v[_AU["AU1"]] > 0:
+            central = _arc(_vec(0, brow[1]), _vec(s * 0.1, brow[1] - 0.02), _vec(s * 0.22, brow[1]))
+            canvas.stroke([central - lift for lift in _LIFTS], 0.55 * v[_AU["AU1"]], ink)
+        if v[_AU["AU2"]] > 0:
+            lateral = _arc(middle, (middle + outer) / 2 - _vec(0, 0.02), outer + _vec(0, 0.01))
+            canvas.stroke([lateral - lift for lift in _LIFTS], 0.55 * v[_AU["AU2"]], ink)
+        if v[_AU["AU6"]] > 0:
+            corner = at["outer_eye"] + _vec(s * 0.03, 0)
+            feet = [np.array([corner, corner + _vec(s * 0.08, 0.08 * k)]) for k in _CROWS_FEET]
+            canvas.stroke([*feet, at["lower_lid"] + _vec(0, 0.035)], 0.6 * v[_AU["AU6"]], ink)
         mouth, wing = at["corner"], at["wing"]
+        fold = 0.12 + max(v[_AU["AU12"]], 0.7 * v[_AU["AU10"]], 0.4 * v[_AU["AU9"]])
         bend = _vec(mouth[0] + s * 0.06, (wing[1] + mouth[1]) / 2)
-        fold = 0.12 + max(v["AU12"], 0.7 * v["AU10"], 0.4 * v["AU9"])
-        draw([_arc(wing + _vec(s * 0.03, -0.03), bend, mouth + _vec(s * 0.05, 0.07))], 0.6 * fold)
-        dimple = _arc(_vec(0.035 * s, -0.025), _vec(0.05 * s, 0), _vec(0.035 * s, 0.03))
-        draw([mouth + dimple], 0.75 * v["AU14"])
-    both = dict(zip(AU_NAMES, u.mean(axis=0), strict=True))
-    draw([lm[28] + _vec(0, k * 0.035) + _NOSE_WRINKLE for k in (-1, 0, 1)], 0.65 * both["AU9"])
-    draw([lm[57] + _CHIN_CREASE], 0.55 * both["AU17"])
+        nasolabial = _arc(wing + _vec(s * 0.03, -0.03), bend, mouth + _vec(s * 0.05, 0.07))
+        canvas.stroke([nasolabial], 0.6 * fold, ink)
+        if v[_AU["AU14"]] > 0:
+            dimple = _arc(_vec(0.035 * s, -0.025), _vec(0.05 * s, 0), _vec(0.035 * s, 0.03))
+            canvas.stroke([mouth + dimple], 0.75 * v[_AU["AU14"]], ink)
+    both = u.mean(axis=0)
+    if both[_AU["AU9"]] > 0:
+        wrinkles = [lm[28] + _vec(0, k * 0.035) + _NOSE_WRINKLE for k in (-1, 0, 1)]
+        canvas.stroke(wrinkles, 0.65 * both[_AU["AU9"]], ink)
+    if both[_AU["AU17"]] > 0:
+        canvas.stroke([lm[57] + _CHIN_CREASE], 0.55 * both[_AU["AU17"]], ink)
 
 
 def _bumps(lm: np.ndarray, u: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
