@@ -29,6 +29,7 @@ from fernb.metrics import aggregate
 from fernb.utils import git_commit
 
 __all__ = [
+    "LOADED_COMMIT",
     "PAPERS",
     "PAPER_SELECTIONS",
     "PAPER_TABLES",
@@ -59,6 +60,9 @@ SELECTIONS: tuple[str, ...] = ("val", "test")
 PAPER_SELECTIONS: tuple[str, ...] = ("val", "test", "last", "unknown")
 #: What identifies a configuration; :func:`summarise` pools the folds and seeds of each.
 RUN_KEYS: tuple[str, ...] = ("paper", "experiment", "variant", "dataset", "protocol", "selection")
+
+#: The commit checked out when this module was imported: what a run's code came from.
+LOADED_COMMIT: str | None = git_commit()
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -146,7 +150,9 @@ class RunRecord:
             or AU; keys contain no ``"."``.
         device: where it ran, e.g. ``"cuda:0 (NVIDIA H100)"``.
         wall_time_s: wall-clock seconds of the run.
-        commit: the fernb commit (default: :func:`fernb.utils.git_commit`).
+        commit: the fernb commit (default: :data:`LOADED_COMMIT`, the commit checked out
+            when this process imported fernb.results, which is the code it runs even if
+            the checkout moves on while a long run goes).
         fernb_version: default: the installed version.
         created: ISO 8601 time in UTC (default: now).
     """
@@ -163,7 +169,7 @@ class RunRecord:
     metrics: dict
     device: str
     wall_time_s: float
-    commit: str | None = field(default_factory=git_commit)
+    commit: str | None = field(default_factory=lambda: LOADED_COMMIT)
     fernb_version: str = field(default_factory=_fernb_version)
     created: str = field(default_factory=_now)
 

@@ -12,6 +12,7 @@ import pytest
 
 import fernb
 from fernb.results import (
+    LOADED_COMMIT,
     PAPER_TABLES,
     PAPERS,
     RunRecord,
@@ -45,7 +46,7 @@ def _record(**changes) -> RunRecord:
 
 def test_a_record_knows_where_and_when_it_ran() -> None:
     record = _record(metrics={"accuracy": np.float32(0.5), "n": np.int64(3)})
-    assert record.commit == git_commit()
+    assert record.commit == LOADED_COMMIT == git_commit()  # the checkout has not moved
     assert record.fernb_version == fernb.__version__
     created = datetime.fromisoformat(record.created)
     assert created.utcoffset() == timedelta(0)
@@ -235,3 +236,12 @@ def test_compare_without_runs_lists_the_papers_numbers(tmp_path: Path) -> None:
     table = compare(read_records(tmp_path), paper="capsule_lstm")
     assert isinstance(table, pd.DataFrame)
     assert len(table) == len(paper_tables("capsule_lstm")) and table["ours"].isna().all()
+
+
+def test_records_name_the_commit_the_process_started_from(monkeypatch) -> None:
+    """A long run records the code it imported, not a later checkout."""
+    import fernb.results
+
+    monkeypatch.setattr(fernb.results, "LOADED_COMMIT", "0123abc")
+    monkeypatch.setattr(fernb.results, "git_commit", lambda *a: "later")
+    assert _record().commit == "0123abc"
