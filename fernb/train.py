@@ -280,6 +280,7 @@ def fit(
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None and (folder / "last.pt").exists():
         state = _resume(folder, raw, optimizer, scheduler, shuffle, augmentation, config)
+    train, val = (_resident(split, device) for split in (train, val))
     network = nn.parallel.DistributedDataParallel(raw) if world > 1 else raw
     network = torch.compile(network) if config.compile else network
     prepare_augment = _augmenter(augment)
@@ -365,6 +366,21 @@ class _TrainingState:
             return True
         best = max(previous) if config.select_mode == "max" else min(previous)
         return row[key] > best if config.select_mode == "max" else row[key] < best
+
+
+def _resident(split: Batch | None, device: torch.device, share: float = 0.25) -> Batch | None:
+    """The split moved to a CUDA device when it takes under ``share`` of the free memory.
+
+    Batches are then index slices on the device: no host-to-device copy per step. On the
+    CPU, or when the split is too large, it stays where it is and batches are copied.
+    """
+    if split is None or device.type != "cuda":
+        return split
+    size = sum(value.numel() * value.element_size() for value in split.values())
+    free, _ = torch.cuda.mem_get_info(device)
+    if size > share * free:
+        return split
+    return {key: value.to(device) for key, value in split.items()}
 
 
 def _prepare(batch: Batch, device: torch.device) -> Batch:
