@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import fernb.models.lbp_attention as lbp_attention
-from fernb.data import FaceData
+from fernb.data import FaceData, load
 from fernb.data.splits import LeakageWarning
 from fernb.face.lbp import lbp_image
 from fernb.models.lbp_attention import (
@@ -21,11 +21,13 @@ from fernb.models.lbp_attention import (
     FeatureStream,
     LBPAttentionNet,
     band_means,
+    beside_paper,
     build,
     protocol_name,
     protocol_splits,
+    train_and_test,
 )
-from fernb.results import paper_tables
+from fernb.results import RunRecord, paper_tables
 
 WIDTH = 1 / 16  # 4 reduced channels, VGG widths 4 to 32: fast on the CPU
 C = 4
@@ -270,3 +272,43 @@ def test_band_means_by_hand() -> None:
     np.testing.assert_allclose(means["row2"], [7.0, 19.0])  # row 2 only: 6..8 and 18..20
     with pytest.raises(ValueError, match="holds no row"):
         band_means(maps, {"thin": (0.0, 0.1)})
+
+
+def test_train_and_test_selects_on_val_and_records_the_test_split() -> None:
+    data = load("synthetic", n_subjects=6, samples_per_subject=8, size=24, seed=3)
+    split = protocol_splits(data, "subject_kfold", folds=3, val_fraction=0.25)[0]
+    config = PRESETS["cpu"].config(2, batch_size=8, progress=False, device="cpu", seed=1)
+    run = train_and_test(data, split, "no_attention", config, width=WIDTH)
+    assert run.model.attention is None and run.fold == 0
+    assert list(run.history["epoch"]) == [1, 2] and run.best_epoch in (1, 2)
+    best = run.history.loc[run.history["epoch"] == run.best_epoch, "val_accuracy"].item()
+    assert run.val_accuracy == best == run.history["val_accuracy"].max()
+    assert run.test.targets.tolist() == data.labels[split.test].tolist()
+    record = run.record(data, "benchmark", "toy protocol", seed=1, epochs=2, device="cpu")
+    predicted = run.test.scores.argmax(axis=1)
+    assert record.metrics["accuracy"] == pytest.approx(np.mean(predicted == run.test.targets))
+    assert record.metrics["val_accuracy"] == run.val_accuracy
+    assert (record.paper, record.variant, record.dataset, record.fold) == (
+        "lbp_attention",
+        "no_attention",
+        "synthetic",
+        0,
+    )
+
+
+def _record(dataset: str, variant: str, accuracy: float, fold: int) -> RunRecord:
+    return RunRecord(
+        paper="lbp_attention", experiment="benchmark", variant=variant, dataset=dataset,
+        protocol="p", fold=fold, seed=0, epochs=1, selection="val",
+        metrics={"accuracy": accuracy}, device="cpu", wall_time_s=1.0,
+    )  # fmt: skip
+
+
+def test_beside_paper_maps_ckplus48_to_the_papers_ckplus() -> None:
+    records = [_record("ckplus48", "full", 0.9, 0), _record("ckplus48", "full", 0.8, 1)]
+    table = beside_paper(records).set_index(["dataset", "variant"])
+    assert table.loc[("ckplus", "full"), "theirs"] == 98.68
+    assert table.loc[("ckplus", "full"), "ours"] == pytest.approx(85.0)
+    assert table.loc[("ckplus", "full"), "n"] == 2
+    assert np.isnan(table.loc[("fer2013", "full"), "ours"]).all()
+    assert beside_paper([])["ours"].isna().all()

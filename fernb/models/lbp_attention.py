@@ -25,11 +25,13 @@ W * f_m + b directly as in Eq. 2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,8 +40,10 @@ from fernb.data.augment import Augmentation
 from fernb.data.facedata import FaceData
 from fernb.data.splits import holdout_subjects, image_kfold, official_split, subject_kfold
 from fernb.face.lbp import lbp_image
+from fernb.metrics import expression_metrics
 from fernb.nn.vgg import StagedVGG, scaled_channels
-from fernb.train import TrainConfig
+from fernb.results import RUN_KEYS, RunRecord, compare
+from fernb.train import EvalResult, TrainConfig, evaluate, fit, tensors
 
 __all__ = [
     "AUGMENTATION",
@@ -55,10 +59,13 @@ __all__ = [
     "LBPAttentionNet",
     "Preset",
     "Split",
+    "Trained",
     "band_means",
+    "beside_paper",
     "build",
     "protocol_name",
     "protocol_splits",
+    "train_and_test",
 ]
 
 LBPVariant = Literal["original", "circular", "uniform", "none"]
@@ -100,6 +107,9 @@ TABLES: dict[str, tuple[str, ...]] = {
 AUGMENTATION = Augmentation(flip=0.5, rotation=20.0, shift=0.15, scale=0.15, shear=0.15)
 #: Split protocols of :func:`protocol_splits`.
 PROTOCOLS: tuple[str, ...] = ("official", "subject_kfold", "image_kfold")
+#: Our dataset names that stand for another name in the paper's tables: CK+48 is the CK+
+#: subset the paper describes (the last three frames of the 327 labelled sequences).
+PAPER_DATASETS: dict[str, str] = {"ckplus48": "ckplus"}
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -483,3 +493,99 @@ def band_means(maps: np.ndarray, bands: dict[str, tuple[float, float]]) -> dict[
             raise ValueError(f"band {name!r} ({top}, {bottom}) holds no row of {maps.shape[1]}")
         means[name] = maps[:, rows].mean(axis=(1, 2))
     return means
+
+
+@dataclass
+class Trained:
+    """One model trained on one split and tested on its test images.
+
+    ``val_accuracy`` is the selected epoch's validation accuracy; ``test`` holds the test
+    split's scores and targets.
+    """
+
+    variant: str
+    fold: int | None
+    model: LBPAttentionNet
+    history: pd.DataFrame
+    best_epoch: int
+    val_accuracy: float
+    test: EvalResult
+    wall_time_s: float
+
+    def metrics(self, classes: Sequence[str]) -> dict:
+        """Test accuracy, per-class accuracy and the validation accuracy, for a record."""
+        predicted = self.test.scores.argmax(axis=1)
+        found = expression_metrics(self.test.targets, predicted, classes)
+        return found | {"val_accuracy": self.val_accuracy}
+
+    def record(
+        self, data: FaceData, experiment: str, protocol: str, seed: int, epochs: int, device: str
+    ) -> RunRecord:
+        """This run as a :class:`~fernb.results.RunRecord` of the ``lbp_attention`` paper."""
+        return RunRecord(
+            paper="lbp_attention",
+            experiment=experiment,
+            variant=self.variant,
+            dataset=data.name,
+            protocol=protocol,
+            fold=self.fold,
+            seed=seed,
+            epochs=epochs,
+            selection="val",
+            metrics=self.metrics(data.classes),
+            device=device,
+            wall_time_s=self.wall_time_s,
+        )
+
+
+def train_and_test(
+    data: FaceData,
+    split: Split,
+    variant: str,
+    config: TrainConfig,
+    preset: str | Preset = "cpu",
+    augment: bool = True,
+    **options,
+) -> Trained:
+    """Train a :data:`VARIANTS` model on ``split.train`` with :func:`fernb.train.fit`,
+    keep the epoch that is best on ``split.val`` and test it on ``split.test``.
+
+    ``augment`` applies :data:`AUGMENTATION` to every training batch; ``options`` go to
+    :func:`build` (e.g. ``width``, ``input_size``).
+    """
+    started = time.perf_counter()
+    model = build(variant, len(data.classes), preset, in_channels=data.channels, **options)
+    result = fit(
+        model,
+        tensors(data, split.train),
+        tensors(data, split.val),
+        config=config,
+        augment=AUGMENTATION if augment else None,
+    )
+    tested = evaluate(result.model, tensors(data, split.test), amp=config.amp)
+    return Trained(
+        variant=variant,
+        fold=split.fold,
+        model=result.model,
+        history=result.history,
+        best_epoch=result.best_epoch,
+        val_accuracy=result.best_metrics["accuracy"],
+        test=tested,
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+def beside_paper(records: Iterable[RunRecord] | pd.DataFrame) -> pd.DataFrame:
+    """Our runs beside the paper's numbers (:func:`fernb.results.compare`), in percent.
+
+    ``records`` are run records or :func:`fernb.results.read_records`' table; datasets named
+    differently in the paper's tables are renamed first (:data:`PAPER_DATASETS`).
+    """
+    if isinstance(records, pd.DataFrame):
+        frame = records.copy()
+    else:
+        frame = pd.json_normalize([record.to_dict() for record in records], sep=".")
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(RUN_KEYS))
+    frame["dataset"] = frame["dataset"].replace(PAPER_DATASETS)
+    return compare(frame, "lbp_attention")
