@@ -30,13 +30,18 @@ from scipy import stats
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from fernb.face.facs import PROTOTYPES
+
 __all__ = [
     "Ascent",
     "activation_maximisation",
     "capsule_objective",
+    "change_consistency",
     "confident_pairs",
     "conv_objective",
     "direction_sweep",
+    "expression_intensity",
+    "grid_position",
     "magnitude_intensity_correlation",
     "magnitude_sweep",
     "most_active",
@@ -261,6 +266,49 @@ def confident_pairs(
         if len(best) == 2:
             pairs.append((best[0], best[1]))
     return pairs
+
+
+def grid_position(grid: tuple[int, int], fy: float, fx: float) -> tuple[int, int]:
+    """The (y, x) cell of a ``grid`` (rows, columns) at fractions (fy, fx) of its height and
+    width, e.g. (0.8, 0.5) for the mouth and (0.25, 0.5) for the brows of an aligned face."""
+    if not (0 <= fy <= 1 and 0 <= fx <= 1):
+        raise ValueError(f"fractions must be in [0, 1], got ({fy}, {fx})")
+    return min(int(fy * grid[0]), grid[0] - 1), min(int(fx * grid[1]), grid[1] - 1)
+
+
+def change_consistency(before: torch.Tensor, after: torch.Tensor) -> float:
+    """Mean cosine similarity, over pairs of different images, of their changes after - before.
+
+    Near 1: the ascent paints one and the same pattern into every image (what Rashid & Lee
+    see for a convolution unit, Fig. 5); lower: it brings out different deformations in
+    different images (what they see for a capsule). Needs at least two images.
+    """
+    changes = (after - before).flatten(1).double()
+    if len(changes) < 2:
+        raise ValueError("change_consistency needs at least two images")
+    unit = changes / changes.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    similarity = unit @ unit.T
+    n = len(unit)
+    return float((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1)))
+
+
+def expression_intensity(
+    aus: np.ndarray, labels: np.ndarray, classes: Sequence[str], au_names: Sequence[str]
+) -> np.ndarray:
+    """The intensity of each image's expression: the largest intensity among the AUs of its
+    emotion's EMFACS prototype (:data:`fernb.face.facs.PROTOTYPES`; disgust also AU10, its
+    SynthFACS alternative). NaN for neutral images and unlabelled ones."""
+    columns = {name: k for k, name in enumerate(au_names)}
+    intensity = np.full(len(labels), np.nan)
+    for k, label in enumerate(labels):
+        if label < 0:
+            continue
+        emotion = classes[label]
+        prototype = [*PROTOTYPES[emotion], *(["AU10"] if emotion == "disgust" else [])]
+        present = [columns[au] for au in prototype if au in columns]
+        if present:
+            intensity[k] = float(np.max(aus[k, present]))
+    return intensity
 
 
 def magnitude_intensity_correlation(

@@ -34,16 +34,20 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fernb.data import LOADERS, load
 from fernb.data.augment import Augmentation
+from fernb.data.bp4d import load_bp4d
+from fernb.data.disfa import load_disfa
 from fernb.data.facedata import FaceData
 from fernb.data.splits import holdout_subjects
 from fernb.nn.capsules import (
@@ -68,10 +72,13 @@ __all__ = [
     "Architecture",
     "FoldRun",
     "Recipe",
+    "au_table",
     "balanced_reconstruction_weight",
     "build_model",
     "capsule_lengths",
+    "collate",
     "cross_validate",
+    "load_data",
     "make_task",
     "occurrence",
     "one_step",
@@ -430,6 +437,32 @@ def balanced_reconstruction_weight(
     return float(margin / recon)
 
 
+def load_data(
+    dataset: str, root: str | None = None, size: int | None = None, **options
+) -> FaceData:
+    """Load a dataset of the chapter and resize its images to ``size`` (the network's input).
+
+    ``synthetic`` is drawn at ``size`` directly; ``bp4d`` and ``disfa`` go through
+    :mod:`fernb.data.bp4d` / :mod:`fernb.data.disfa` until they are registered in
+    :data:`fernb.data.LOADERS`; every other name through :func:`fernb.data.load`.
+    """
+    if dataset == "synthetic" and size is not None:
+        options = {"size": size, **options}
+    if dataset in LOADERS:
+        data = load(dataset, root, **options)
+    elif dataset in _CHAPTER_LOADERS:
+        if root is None:
+            raise ValueError(f"dataset {dataset!r} needs root=, the folder that holds it")
+        data = _CHAPTER_LOADERS[dataset](root, **options)
+    else:
+        known = sorted({*LOADERS, *_CHAPTER_LOADERS})
+        raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(known)}")
+    return data if size is None else resize_images(data, size)
+
+
+_CHAPTER_LOADERS = {"bp4d": load_bp4d, "disfa": load_disfa}
+
+
 def resize_images(data: FaceData, size: int) -> FaceData:
     """``data`` with its images resized to ``size`` x ``size`` (bilinear, antialiased).
 
@@ -682,3 +715,35 @@ def one_step(
         ),
         "seconds": time.perf_counter() - started,
     }
+
+
+def collate(runs: Sequence[FoldRun]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The test positions, scores and capsule lengths of all folds, concatenated.
+
+    The paper's AU results are "collated across folds": metrics are computed once over
+    every test frame. Lengths are None for the CNN twin.
+    """
+    index = np.concatenate([run.test_index for run in runs])
+    scores = np.concatenate([run.scores for run in runs])
+    lengths = None if runs[0].lengths is None else np.concatenate([run.lengths for run in runs])
+    return index, scores, lengths
+
+
+def au_table(
+    results: Mapping[str, Mapping], metrics: Sequence[str] = ("f1", "auc")
+) -> pd.DataFrame:
+    """Per-AU scores of several variants in the layout of Rashid & Lee's Tables 1-3.
+
+    ``results`` maps a variant name to :func:`fernb.metrics.au_metrics`' output. One row
+    per AU plus ``"Avg"`` (the mean over AUs), one column per (metric, variant), percent.
+    """
+    rows: list[str] = []
+    columns = {}
+    for metric in metrics:
+        for variant, scores in results.items():
+            values = {**scores[metric], "Avg": scores[f"{metric}_mean"]}
+            rows += [name for name in values if name not in rows]
+            columns[(metric, variant)] = pd.Series(values) * 100
+    table = pd.DataFrame(columns)
+    order = [name for name in rows if name != "Avg"] + ["Avg"]
+    return table.reindex(order)
