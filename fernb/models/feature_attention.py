@@ -36,11 +36,12 @@ weight decay 5e-4), lr / 10 at 50%, 75% and 90% of the epochs, cross-entropy
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,11 +82,13 @@ __all__ = [
     "combine_with_image",
     "emotion_data",
     "emotion_metrics",
+    "face_metrics",
     "face_network",
     "face_training_data",
     "load_face_network",
     "paper_train_config",
     "save_face_network",
+    "smoke_test",
     "stage_outputs",
     "train_variant",
     "variant_records",
@@ -516,7 +519,7 @@ class Preset:
 #: a CPU. ``paper``: VGG19 at full width, Sec. 4.2's settings (250 epochs), for a GPU.
 PRESETS: dict[str, Preset] = {
     "default": Preset(width=1 / 16, epochs=3, face_epochs=2, batch_size=32, eval_batch_size=64,
-                      face_images=150, synthetic_subjects=24),
+                      face_images=70, synthetic_subjects=12),
     "cpu": Preset(width=1 / 8, epochs=20, face_epochs=6, batch_size=32, eval_batch_size=64,
                   face_images=600, synthetic_subjects=60),
     "paper": Preset(width=1.0, epochs=250, face_epochs=30, batch_size=128, eval_batch_size=256,
@@ -567,6 +570,16 @@ class EmotionData:
     def tensors(self, split: str) -> Batch:
         """One split as ``fernb.train`` wants it (``image`` uint8, ``label``)."""
         return tensors(self.data, self.splits[split])
+
+    def counts(self) -> pd.DataFrame:
+        """Images per class (rows) and split (columns)."""
+        return pd.DataFrame(
+            {
+                name: np.bincount(self.data.labels[index], minlength=len(self.data.classes))
+                for name, index in self.splits.items()
+            },
+            index=pd.Index(self.data.classes, name="class"),
+        )
 
 
 def emotion_data(
@@ -659,6 +672,28 @@ def face_network(
     return result.model.eval(), result
 
 
+def face_metrics(face_net: nn.Module, faces: FaceNonFace, split: str = "test") -> dict:
+    """Ten-crop accuracy of the face network on a split of ``faces``, overall and per source."""
+    scores = evaluate(face_net, faces.tensors(split), TenCropTask())
+    correct = scores.scores.argmax(axis=1) == scores.targets
+    sources = faces.sources[faces.split == split]
+    per_source = {name: float(correct[sources == name].mean()) for name in np.unique(sources)}
+    return {"accuracy": float(correct.mean()), "per_source": per_source}
+
+
+def smoke_test(emotion: EmotionData, preset: Preset) -> tuple[EmotionData, Preset]:
+    """The data and preset of a smoke run: does a preset start on this data? No result.
+
+    Keeps one training batch (the first ``preset.batch_size`` training images) and up to 32
+    validation and test images, one epoch of each network and ``preset.batch_size`` faces
+    for the face network; widths and everything else stay as in ``preset``.
+    """
+    sizes = {"train": preset.batch_size, "val": 32, "test": 32}
+    splits = {name: index[: sizes[name]] for name, index in emotion.splits.items()}
+    small = replace(preset, epochs=1, face_epochs=1, face_images=preset.batch_size)
+    return EmotionData(emotion.data, splits, f"smoke test of: {emotion.protocol}"), small
+
+
 @dataclass
 class VariantResult:
     """A trained variant: its training, its test scores and, if tracked, its test curve.
@@ -675,6 +710,25 @@ class VariantResult:
     fit: FitResult
     test: EvalResult
     test_curve: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """One table row: the variant's switches, selected epoch, val and test accuracy."""
+        spec = self.fit.model.spec
+        row = {
+            "variant": self.variant,
+            "input maps": f"{spec.reduce}, {spec.combine}" if spec.input_stages else "-",
+            "stage maps": f"{spec.stage_source}, {spec.stage_equation}"
+            if spec.stage_source != "none"
+            else "-",
+            "softmax weights": spec.softmax_weights,
+            "val-selected epoch": self.fit.best_epoch,
+            "val accuracy": self.fit.best_metrics["accuracy"],
+            "test accuracy": self.test.metrics["accuracy"],
+            "wall time (s)": self.fit.wall_time_s,
+        }
+        if self.test_curve:
+            row["test accuracy, test-selected"] = self.test_selected()[1]
+        return row
 
     def test_selected(self) -> tuple[int, float]:
         """(epoch, accuracy) of the best test accuracy over training (test-set selection)."""
