@@ -22,6 +22,7 @@ from fernb.models.feature_attention import (
     apply_attention,
     combine_with_image,
     emotion_metrics,
+    images_on,
     load_face_network,
     paper_train_config,
     save_face_network,
@@ -363,3 +364,10 @@ def test_train_variant_selects_on_val_and_tracks_test() -> None:
     assert val.metrics["val_accuracy"] == run.fit.best_metrics["accuracy"]
     assert sum(sum(row.values()) for row in val.metrics["confusion"].values()) == 7
     assert test.metrics == {"accuracy": accuracy, "epoch": float(epoch)}
+
+
+def test_images_on_moves_only_the_images() -> None:
+    split = {"image": torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "label": torch.tensor([0, 1])}
+    moved = images_on(split, "cpu")
+    assert moved["label"] is split["label"] and moved["image"].device.type == "cpu"
+    assert set(moved) == {"image", "label"} and split["image"].dtype == moved["image"].dtype

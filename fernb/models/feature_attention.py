@@ -63,6 +63,7 @@ from fernb.train import (
     fit,
     tensors,
 )
+from fernb.utils import choose_device
 
 __all__ = [
     "CROP",
@@ -85,6 +86,7 @@ __all__ = [
     "face_metrics",
     "face_network",
     "face_training_data",
+    "images_on",
     "load_face_network",
     "paper_train_config",
     "save_face_network",
@@ -659,12 +661,13 @@ def face_network(
     data = face_data()
     settings = {"epochs": preset.face_epochs, "batch_size": preset.batch_size}
     settings |= {"eval_batch_size": preset.eval_batch_size} | config
+    train_config = paper_train_config(**settings)
     result = fit(
         SmallInputVGG(num_classes=2, width=preset.width, in_channels=1),
-        data.tensors("train"),
-        data.tensors("val"),
+        images_on(data.tensors("train"), train_config.device),
+        images_on(data.tensors("val"), train_config.device),
         TenCropTask(),
-        paper_train_config(**settings),
+        train_config,
         Augmentation(crop=CROP),
     )
     if checkpoint is not None:
@@ -672,9 +675,17 @@ def face_network(
     return result.model.eval(), result
 
 
+def images_on(split: Batch, device: torch.device | str) -> Batch:
+    """``split`` with its images moved to ``device`` (the data stays there; batches are index
+    slices of it). The other entries stay on the CPU, where :func:`fernb.train.evaluate`
+    reads the targets."""
+    return {**split, "image": split["image"].to(choose_device(str(device)))}
+
+
 def face_metrics(face_net: nn.Module, faces: FaceNonFace, split: str = "test") -> dict:
     """Ten-crop accuracy of the face network on a split of ``faces``, overall and per source."""
-    scores = evaluate(face_net, faces.tensors(split), TenCropTask())
+    device = next(face_net.parameters()).device
+    scores = evaluate(face_net, images_on(faces.tensors(split), device), TenCropTask())
     correct = scores.scores.argmax(axis=1) == scores.targets
     sources = faces.sources[faces.split == split]
     per_source = {name: float(correct[sources == name].mean()) for name in np.unique(sources)}
@@ -758,7 +769,10 @@ def train_variant(
     settings = {"epochs": preset.epochs, "batch_size": preset.batch_size}
     settings |= {"eval_batch_size": preset.eval_batch_size} | config
     train_config = paper_train_config(**settings)
-    task, test = TenCropTask(), emotion.tensors("test")
+    train, val, test = (
+        images_on(emotion.tensors(name), train_config.device) for name in ("train", "val", "test")
+    )
+    task = TenCropTask()
     curve: list[float] = []
 
     def score_test(epoch: int, row: Mapping[str, float]) -> None:
@@ -767,8 +781,8 @@ def train_variant(
 
     result = fit(
         model,
-        emotion.tensors("train"),
-        emotion.tensors("val"),
+        train,
+        val,
         task,
         train_config,
         Augmentation(crop=CROP),
