@@ -25,6 +25,7 @@ from fernb.models.lbp_attention import (
     build,
     protocol_name,
     protocol_splits,
+    record_name,
     train_and_test,
 )
 from fernb.results import RunRecord, paper_tables
@@ -312,3 +313,13 @@ def test_beside_paper_maps_ckplus48_to_the_papers_ckplus() -> None:
     assert table.loc[("ckplus", "full"), "n"] == 2
     assert np.isnan(table.loc[("fer2013", "full"), "ours"]).all()
     assert beside_paper([])["ours"].isna().all()
+
+
+def test_record_names_keep_protocols_apart() -> None:
+    record = _record("ckplus48", "full", 0.9, 3)
+    assert record_name(record, "image_kfold") == (
+        "benchmark_full_ckplus48_image_kfold_fold-3_seed-0_val-selected"
+    )
+    assert record_name(record, "subject_kfold") != record_name(record, "image_kfold")
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        record_name(record, "random")

@@ -65,6 +65,7 @@ __all__ = [
     "build",
     "protocol_name",
     "protocol_splits",
+    "record_name",
     "train_and_test",
 ]
 
@@ -473,6 +474,19 @@ def protocol_name(data: FaceData, protocol: str, folds: int = 5) -> str:
     if protocol not in kind:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     return f"{data.name}: {folds}-fold {kind[protocol]} CV, val by subject inside each fold"
+
+
+def record_name(record: RunRecord, protocol: str) -> str:
+    """The record's file name with the split protocol after the dataset.
+
+    :attr:`~fernb.results.RunRecord.name` leaves the protocol out, so the runs of one model
+    under two protocols (per-image and subject-independent folds) would take the same file:
+    ``benchmark_full_ckplus48_subject_kfold_fold-0_seed-0_val-selected``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    head = f"{record.experiment}_{record.variant}_{record.dataset}"
+    return f"{head}_{protocol}{record.name.removeprefix(head)}"
 
 
 def band_means(maps: np.ndarray, bands: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
