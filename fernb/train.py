@@ -212,7 +212,7 @@ def evaluate(
             total_loss += float(task.loss(outputs, batch)) * len(batch["image"])
         scores.append(task.scores(outputs).float().cpu())
     model.train(was_training)
-    targets = split[task.target].numpy()
+    targets = split[task.target].cpu().numpy()
     score_array = torch.cat(scores).numpy()
     n = len(targets)
     return EvalResult(
