@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,9 +14,14 @@ from fernb.data.splits import subject_kfold
 from fernb.models.au_capsules import (
     AUCapsNet,
     AUConvNet,
+    FoldRun,
+    au_scores_from_record,
+    au_table,
     balanced_reconstruction_weight,
     build_model,
+    collate,
     cross_validate,
+    load_data,
     make_task,
     recipe,
     resize_images,
@@ -229,3 +235,50 @@ def test_cross_validate_tests_every_image_once_and_selects_on_validation(monkeyp
         assert run.scores.shape == run.lengths.shape == (len(run.test_index), 3)
         assert run.recon_weight > 0 and run.test_selected["epoch"] in (1, 2)
         assert not run.model.training
+
+
+def test_au_table_and_records_round_trip() -> None:
+    scores = {
+        "ours": {"f1": {"AU1": 0.5, "AU12": 0.2}, "f1_mean": 0.35, "auc": {"AU1": 0.6},
+                 "auc_mean": 0.6},
+        "cnn": {"f1": {"AU1": 0.4, "AU12": 0.3}, "f1_mean": 0.35, "auc": {"AU1": 0.7, "AU12": 0.5},
+                "auc_mean": 0.6},
+    }  # fmt: skip
+    table = au_table(scores)
+    assert table.index.tolist() == ["AU1", "AU12", "Avg"]
+    assert table.columns.tolist() == [
+        ("f1", "ours"),
+        ("f1", "cnn"),
+        ("auc", "ours"),
+        ("auc", "cnn"),
+    ]
+    assert table.loc["AU12", ("f1", "cnn")] == pytest.approx(30.0)
+    assert math.isnan(table.loc["AU12", ("auc", "ours")])
+    row = pd.Series({
+        "metrics.f1.AU1": 0.5, "metrics.f1.AU12": 0.2, "metrics.f1_mean": 0.35,
+        "metrics.auc.AU1": 0.6, "metrics.auc.AU12": math.nan, "metrics.auc_mean": 0.6,
+        "metrics.spearman.AU1": 0.9,
+    })  # fmt: skip
+    assert au_scores_from_record(row) == scores["ours"]
+
+
+def test_collate_concatenates_folds_in_order() -> None:
+    def run(fold, index, lengths):
+        scores = np.full((len(index), 2), fold, dtype=float)
+        return FoldRun(fold, None, None, np.array(index), scores, lengths)
+
+    index, scores, lengths = collate(
+        [run(0, [3, 1], np.zeros((2, 2))), run(1, [0], np.ones((1, 2)))]
+    )
+    assert index.tolist() == [3, 1, 0] and scores[:, 0].tolist() == [0, 0, 1]
+    assert lengths.tolist() == [[0, 0], [0, 0], [1, 1]]
+    assert collate([run(0, [2], None)])[2] is None
+
+
+def test_load_data_resizes_and_names_unknown_datasets() -> None:
+    data = load_data("synthetic", size=32, n_subjects=2, samples_per_subject=2)
+    assert data.image_size == (32, 32)
+    with pytest.raises(KeyError, match="unknown dataset 'affectnet'"):
+        load_data("affectnet", "/nowhere")
+    with pytest.raises(ValueError, match="needs root="):
+        load_data("disfa")

@@ -14,9 +14,12 @@ from fernb.analysis.capsule_sweeps import (
     Ascent,
     activation_maximisation,
     capsule_objective,
+    change_consistency,
     confident_pairs,
     conv_objective,
     direction_sweep,
+    expression_intensity,
+    grid_position,
     magnitude_intensity_correlation,
     magnitude_sweep,
     most_active,
@@ -163,3 +166,28 @@ def test_magnitude_intensity_correlation() -> None:
     assert plot_correlations(table).axes[0].get_ylabel() == "Spearman rho"
     with pytest.raises(ValueError, match="must agree"):
         magnitude_intensity_correlation(lengths, intensity, ["AU1"])
+
+
+def test_grid_position_and_change_consistency() -> None:
+    assert grid_position((6, 6), 0.8, 0.5) == (4, 3)
+    assert grid_position((3, 3), 1.0, 0.0) == (2, 0)
+    with pytest.raises(ValueError, match="fractions"):
+        grid_position((3, 3), 1.2, 0.5)
+    before = torch.zeros(3, 1, 2, 2)
+    same = before + torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert change_consistency(before, same) == pytest.approx(1.0)
+    after = before.clone()
+    after[0, 0, 0, 0], after[1, 0, 0, 1], after[2, 0, 1, 0] = 1.0, 1.0, 1.0
+    assert change_consistency(before, after) == pytest.approx(0.0)  # orthogonal changes
+    with pytest.raises(ValueError, match="two images"):
+        change_consistency(before[:1], same[:1])
+
+
+def test_expression_intensity_uses_the_prototype_aus() -> None:
+    names = ["AU1", "AU6", "AU9", "AU10", "AU12"]
+    aus = np.array([[4.0, 2.0, 0, 0, 3.0], [0, 0, 0, 2.5, 0], [1.0, 0, 0, 0, 0]])
+    classes = ["happiness", "disgust", "neutral"]
+    intensity = expression_intensity(aus, np.array([0, 1, 2]), classes, names)
+    # happiness: max(AU6, AU12) = 3 (AU1 is not in its prototype); disgust: AU10 (its
+    # SynthFACS alternative to AU9); neutral has no prototype AU
+    assert intensity[:2].tolist() == [3.0, 2.5] and math.isnan(intensity[2])

@@ -72,6 +72,7 @@ __all__ = [
     "Architecture",
     "FoldRun",
     "Recipe",
+    "au_scores_from_record",
     "au_table",
     "balanced_reconstruction_weight",
     "build_model",
@@ -383,16 +384,18 @@ _CPU = {
 #: 10 epochs at 1e-4 (Sec. 4.1, "Implementation details"); CK+-sized datasets ("posed"):
 #: the authors' CK+ schedule, 600 epochs at 1e-3 (REFERENCES.md A2), batch 128.
 #: ``"cpu"``: 48 x 48 input (CK+48's size), a quarter of the channels, primary kernel 5
-#: (a 3 x 3 grid of 288 capsules), 16D class capsules and a smaller decoder, and a few
-#: epochs: the book's quick runs on a 2-core CPU (recorded CPU runs pass more epochs).
+#: (a 3 x 3 grid of 288 capsules), 16D class capsules and a smaller decoder, batch 16 (the
+#: capsule network is limited by its number of steps on a CPU: at batch 16 it learned CK+48
+#: AUs within 10 epochs, at batch 32 it had not started) and a few epochs: the book's quick
+#: runs on a 2-core CPU (recorded CPU runs pass more epochs).
 PRESETS: dict[str, dict[str, Recipe]] = {
     "paper": {
         "frames": Recipe(batch_size=128, lr=1e-4, epochs=10, augment=_AUGMENT),
         "posed": Recipe(batch_size=128, lr=1e-3, epochs=600, augment=_AUGMENT),
     },
     "cpu": {
-        "frames": Recipe(_CPU, batch_size=32, lr=1e-3, epochs=1, augment=_AUGMENT),
-        "posed": Recipe(_CPU, batch_size=32, lr=1e-3, epochs=3, augment=_AUGMENT),
+        "frames": Recipe(_CPU, batch_size=16, lr=1e-3, epochs=1, augment=_AUGMENT),
+        "posed": Recipe(_CPU, batch_size=16, lr=1e-3, epochs=3, augment=_AUGMENT),
     },
 }
 
@@ -747,3 +750,18 @@ def au_table(
     table = pd.DataFrame(columns)
     order = [name for name in rows if name != "Avg"] + ["Avg"]
     return table.reindex(order)
+
+
+def au_scores_from_record(row: pd.Series, metrics: Sequence[str] = ("f1", "auc")) -> dict:
+    """A row of :func:`fernb.results.read_records` back in :func:`fernb.metrics.au_metrics`'
+    form (``{"f1": {AU: ...}, "f1_mean": ..., ...}``), e.g. for :func:`au_table`."""
+    scores: dict = {}
+    for metric in metrics:
+        prefix = f"metrics.{metric}."
+        scores[metric] = {
+            column[len(prefix) :]: float(value)
+            for column, value in row.items()
+            if column.startswith(prefix) and pd.notna(value)
+        }
+        scores[f"{metric}_mean"] = float(row[f"metrics.{metric}_mean"])
+    return scores
