@@ -335,3 +335,15 @@ def test_train_variant_selects_on_val_and_records_both_selections() -> None:
     assert test.metrics["accuracy"] >= val.metrics["accuracy"]
     with pytest.raises(ValueError, match="needs attention maps"):
         train_variant("e2capsnet", data, split, None, "cpu", epochs=1)
+
+
+def test_a_checkpointed_run_is_read_back_not_trained_again(tmp_path, monkeypatch) -> None:
+    data = load("synthetic", n_subjects=6, samples_per_subject=4, classes=("anger", "happiness"))
+    _, splits = experiment_splits(data, folds=3)
+    first = train_variant("vgg16", data, splits[0], None, "cpu", 2, checkpoint_root=tmp_path)
+    folders = list(tmp_path.glob("synthetic/vgg16/64px-w0.0625_fold-0_seed-0_epochs-2"))
+    assert len(folders) == 1 and (folders[0] / "best.pt").is_file()
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda *_, **__: pytest.fail("trained again"))
+    again = train_variant("vgg16", data, splits[0], None, "cpu", 2, checkpoint_root=tmp_path)
+    assert again.fit.best_epoch == first.fit.best_epoch
+    np.testing.assert_allclose(again.test_scores, first.test_scores, rtol=1e-6)

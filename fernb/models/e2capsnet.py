@@ -645,15 +645,19 @@ def train_variant(
     seed: int = 0,
     device: str = "auto",
     as_released: AsReleased | None = None,
-    checkpoint_dir: Path | str | None = None,
+    checkpoint_root: Path | str | None = None,
 ) -> VariantRun:
     """Train ``variant`` on ``split.train``, select it on ``split.val``, test it on
     ``split.test`` (the whole protocol of the chapter's runs).
 
     With ``test_selection`` the test split is also evaluated after every epoch (the
-    release's "best accuracy"), which changes nothing in training. With ``checkpoint_dir``
-    the run is checkpointed there every epoch (:func:`fernb.train.fit`): a finished run
-    with the same settings is read back instead of trained again.
+    release's "best accuracy"), which changes nothing in training.
+
+    With ``checkpoint_root`` the run is checkpointed every epoch (:func:`fernb.train.fit`) in
+    ``<root>/<dataset>/<variant><switches>/<size>px-w<width>_<fold>_seed-<seed>_epochs-<epochs>``:
+    a finished run is then read back instead of trained again (without a test-selected
+    number: the test split was not watched). The folder name does not hold the dataset's
+    loader options: use one root per dataset configuration.
     """
     started = time.perf_counter()
     released = as_released or AsReleased()
@@ -682,7 +686,9 @@ def train_variant(
         task,
         config,
         augment=flip_augmentation(released),
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=_run_folder(
+            checkpoint_root, data, sizes, variant, released, split, seed, config
+        ),
         on_epoch_end=track_test if released.test_selection else None,
     )
     tested = evaluate(result.model, test, task, config.eval_batch_size)
@@ -700,6 +706,24 @@ def train_variant(
         test_selected,
         time.perf_counter() - started,
     )
+
+
+def _run_folder(
+    root: Path | str | None,
+    data: FaceData,
+    sizes: Preset,
+    variant: str,
+    released: AsReleased,
+    split: Split,
+    seed: int,
+    config: TrainConfig,
+) -> Path | None:
+    """Where :func:`train_variant` checkpoints a run (None without a root)."""
+    if root is None:
+        return None
+    fold = "official" if split.fold is None else f"fold-{split.fold}"
+    run = f"{sizes.input_size}px-w{sizes.width:g}_{fold}_seed-{seed}_epochs-{config.epochs}"
+    return Path(root) / (data.name or "data") / f"{variant}{released.suffix()}" / run
 
 
 def run_records(
