@@ -49,6 +49,7 @@ __all__ = [
     "AUGMENTATION",
     "DILATION_CONFIGS",
     "LBP_VARIANTS",
+    "PAPER_DATASETS",
     "PRESETS",
     "PROTOCOLS",
     "TABLES",
@@ -104,7 +105,8 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 #: Sec. 3.4's augmentation in Keras terms: rotation_range=20, width/height_shift_range=0.15,
 #: zoom_range=0.15, shear_range=0.15, horizontal flips. Keras reads shear_range in degrees
-#: (since Keras 2.1.3, January 2018), so the shear is 0.15 degrees, kept as the paper ran it.
+#: since early 2018 (keras-team/keras pull request 8868; radians before), so the shear is
+#: 0.15 degrees, kept as the paper ran it.
 AUGMENTATION = Augmentation(flip=0.5, rotation=20.0, shift=0.15, scale=0.15, shear=0.15)
 #: Split protocols of :func:`protocol_splits`.
 PROTOCOLS: tuple[str, ...] = ("official", "subject_kfold", "image_kfold")
