@@ -31,7 +31,6 @@ from fernb.models.capsule_lstm import (
     train_fold,
 )
 from fernb.results import paper_tables
-from fernb.train import TrainConfig
 
 #: 48 -> conv 3 -> 46 -> primary kernel 9, stride 3 -> 13 x 13 positions.
 SMALL = CapsuleLSTMConfig(
@@ -321,23 +320,28 @@ def test_select_classes_drops_and_relabels() -> None:
 
 
 def test_train_fold_trains_selects_on_validation_and_records() -> None:
-    data = load_sequences("synthetic", frames=3, n_subjects=6, samples_per_subject=6, size=48)
+    data = load_sequences("synthetic", frames=2, n_subjects=4, samples_per_subject=6)
     assert data.classes == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
-    rows = clip_rows(data, 3)
-    assert rows.shape == (36, 3)
-    train, test = subject_kfold(data.subset(rows[:, -1]), 3)[0]
+    rows = clip_rows(data, 2)
+    assert rows.shape == (24, 2)
+    train, test = subject_kfold(data.subset(rows[:, -1]), 2)[0]
     preset = Preset(SMALL, epochs=2, batch_size=8, lr=1e-3)
-    config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, progress=False, device="cpu")
-    run = train_fold(data, rows, train, test, preset, config, "no_recon", fold=0, val_fraction=0.25)
-    assert run.sizes["test"] == len(test)
-    assert run.sizes["train"] + run.sizes["val"] == len(train)
+    config = preset.config(seed=0, progress=False, device="cpu")
+    assert (config.epochs, config.batch_size, config.optimizer) == (2, 8, "adam")
+    run = train_fold(data, rows, train, test, preset, config, "no_recon", fold=1, val_fraction=0.3)
+    assert run.sizes == {"train": 6, "val": 6, "test": 12}  # 2 + 2 subjects of 6 clips
     assert list(run.curves["epoch"]) == [1, 2]
     assert {"margin", "lstm", "total", "val_accuracy"} <= set(run.curves.columns)
     assert "reconstruction" not in run.curves.columns
     np.testing.assert_allclose(run.curves["total"], run.curves["train_loss"], rtol=1e-5)
     assert run.confusion().sum() == len(test)
     record = fold_record(run, "loss", "synthetic", "test protocol", seed=0, device="cpu")
-    assert record.variant == "no_recon" and record.selection == "val" and record.epochs == 2
+    assert (record.variant, record.fold, record.selection, record.epochs) == (
+        "no_recon",
+        1,
+        "val",
+        2,
+    )
     assert record.metrics["accuracy"] == pytest.approx(np.mean(run.predicted == run.test.targets))
 
 
