@@ -65,6 +65,8 @@ def mmi_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _session(sessions, "4", "S003-001", "7")  # not one of the six emotions
     _session(sessions, "5", "S003-002", "6", n_frames=10)  # shorter than 16 frames
     _session(sessions, "6", "S004-001", "2", view="1")  # another view
+    (sessions / "7").mkdir()  # a session of still images
+    (sessions / "7" / "S005-001.png").write_bytes(b"")
     (sessions / "readme.txt").write_text("not a session")
     return root
 
@@ -87,6 +89,7 @@ def test_reads_the_labelled_videos_as_middle_frame_clips(mmi_root: Path) -> None
     assert data.info["videos_without_emotion"] == 1
     assert data.info["videos_with_emotion_7"] == 1
     assert data.info["videos_shorter_than_frames"] == 1
+    assert data.info["sessions_without_video"] == 1
     assert data.info["views"] == {"0": 3, "1": 1}
     assert data.info["label_map"]["happiness"] == "4"
 

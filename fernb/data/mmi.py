@@ -207,7 +207,10 @@ def load_mmi(
     seen_views: Counter[str] = Counter()
     boxes: dict[str, list[int] | None] = {}
     for session in (entry for entry in visible(sessions) if entry.is_dir()):
-        for video in (p for p in visible(session) if p.suffix.lower() in VIDEO_SUFFIXES):
+        videos = [path for path in visible(session) if path.suffix.lower() in VIDEO_SUFFIXES]
+        if not videos:
+            skipped["sessions_without_video"] += 1  # e.g. MMI's still-image sessions
+        for video in videos:
             meta = video.with_suffix(".xml")
             emotion = _metatags(meta).get("Emotion") if meta.is_file() else None
             if emotion is None:
