@@ -589,6 +589,7 @@ def cross_validate(
     device: str = "auto",
     val_fraction: float = 0.15,
     track_test: bool = False,
+    softmax_lengths: bool = False,
     progress: bool = False,
 ) -> list[FoldRun]:
     """Train and test one network per fold, selecting each on subjects held out of its
@@ -599,7 +600,9 @@ def cross_validate(
     (``data.labels``, selected on accuracy). ``folds`` are (train, test) positions, e.g.
     from :func:`fernb.data.splits.subject_kfold`. With ``track_test`` every epoch is also
     scored on the test fold, to report the test-selected number the paper reports beside
-    its own ("Ours-Max"); it never chooses the returned model.
+    its own ("Ours-Max"); it never chooses the returned model. ``softmax_lengths`` trains an
+    expression capsule network with the margin loss on softmax(|v|) (a literal reading of
+    the paper's Sec. 3) instead of |v|; the prediction (the longest capsule) is the same.
     """
     chosen = recipe(preset, data.name, epochs)
     runs = []
@@ -610,7 +613,7 @@ def cross_validate(
         seed_everything(seed + fold)
         model = build_model(
             head, _n_outputs(data, kind), architecture, multi_label=kind == "au",
-            length_softmax=kind == "emotion" and head == "capsules",
+            length_softmax=softmax_lengths and kind == "emotion" and head == "capsules",
             **_data_overrides(data, chosen),
         )  # fmt: skip
         task = make_task(kind, head, data.aus[fit_index] if kind == "au" else None)
@@ -687,6 +690,7 @@ def one_step(
     preset: str = "paper",
     architecture: str = "ours",
     batch_size: int = 4,
+    softmax_lengths: bool = False,
 ) -> dict[str, float | tuple]:
     """One forward and backward pass of a network of ``preset`` on ``batch_size`` images.
 
@@ -701,7 +705,8 @@ def one_step(
     batch["image"] = batch["image"].float() / 255
     model = build_model(
         head, _n_outputs(data, kind), architecture, multi_label=kind == "au",
-        length_softmax=kind == "emotion" and head == "capsules", **_data_overrides(data, chosen),
+        length_softmax=softmax_lengths and kind == "emotion" and head == "capsules",
+        **_data_overrides(data, chosen),
     )  # fmt: skip
     task = make_task(kind, head, data.aus if kind == "au" else None)
     if head == "capsules":
