@@ -23,6 +23,7 @@ from fernb.models.au_capsules import (
     cross_validate,
     load_data,
     make_task,
+    one_step,
     recipe,
     resize_images,
     select_aus,
@@ -282,3 +283,15 @@ def test_load_data_resizes_and_names_unknown_datasets() -> None:
         load_data("affectnet", "/nowhere")
     with pytest.raises(ValueError, match="needs root="):
         load_data("disfa")
+
+
+def test_one_step_runs_forward_and_backward(monkeypatch) -> None:
+    from fernb.models import au_capsules
+
+    tiny = au_capsules.Recipe({"input_size": 32, **TINY}, batch_size=2)
+    monkeypatch.setitem(au_capsules.PRESETS, "tiny", {"posed": tiny, "frames": tiny})
+    data = _faces(n_subjects=2, per_subject=2, size=32)
+    for kind, head in (("au", "capsules"), ("emotion", "cnn"), ("emotion", "capsules")):
+        step = one_step(data, kind, head, "tiny", batch_size=3, softmax_lengths=True)
+        assert step["input"] == (3, 1, 32, 32) and np.isfinite(step["loss"])
+        assert step["parameters_with_gradient"] == step["parameters"]
