@@ -92,7 +92,17 @@ def test_recipes() -> None:
     assert recipe("paper", "bp4d").lr == 1e-4 and recipe("paper", "bp4d").epochs == 10
     assert recipe("paper", "ckplus48").epochs == 600
     assert recipe("cpu", "synthetic", epochs=7).epochs == 7
-    assert recipe("cpu", "synthetic").architecture["input_size"] == 48
+    assert recipe("cpu", "synthetic").input_size("ours") == 48
+    assert recipe("cpu", "synthetic").input_size("ours_vgg") == 112
+    assert recipe("paper", "bp4d").input_size("ours_vgg") == 224
+    assert recipe("paper", "bp4d").overrides("ours") == {}
+    with pytest.raises(ValueError, match="unknown architecture"):
+        recipe("cpu", "bp4d").overrides("resnet")
+    # every preset builds both networks
+    for preset in ("cpu", "paper"):
+        for name in ("ours", "ours_vgg"):
+            model = build_model("capsules", 2, name, **recipe(preset, "x").overrides(name))
+            assert model.grid[0] >= 3
     assert variant_name("ours", "capsules", "paper") == "ours"
     assert variant_name("ours_vgg", "cnn", "cpu") == "cnn_vgg_cpu"
 
@@ -224,7 +234,7 @@ def test_select_aus_by_rate_or_name() -> None:
 def test_cross_validate_tests_every_image_once_and_selects_on_validation(monkeypatch) -> None:
     from fernb.models import au_capsules
 
-    tiny = au_capsules.Recipe({"input_size": 32, **TINY}, batch_size=8, lr=1e-3, epochs=2)
+    tiny = au_capsules.Recipe({"ours": {"input_size": 32, **TINY}}, batch_size=8, epochs=2)
     monkeypatch.setitem(au_capsules.PRESETS, "tiny", {"posed": tiny, "frames": tiny})
     data = _faces(n_subjects=6, per_subject=3, size=32)
     folds = subject_kfold(data, 2, seed=0)
@@ -288,7 +298,7 @@ def test_load_data_resizes_and_names_unknown_datasets() -> None:
 def test_one_step_runs_forward_and_backward(monkeypatch) -> None:
     from fernb.models import au_capsules
 
-    tiny = au_capsules.Recipe({"input_size": 32, **TINY}, batch_size=2)
+    tiny = au_capsules.Recipe({"ours": {"input_size": 32, **TINY}}, batch_size=2)
     monkeypatch.setitem(au_capsules.PRESETS, "tiny", {"posed": tiny, "frames": tiny})
     data = _faces(n_subjects=2, per_subject=2, size=32)
     for kind, head in (("au", "capsules"), ("emotion", "cnn"), ("emotion", "capsules")):

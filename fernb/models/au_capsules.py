@@ -357,34 +357,47 @@ class Recipe:
     """How one preset builds and trains a network.
 
     Attributes:
-        architecture: overrides of the :data:`ARCHITECTURES` entry (e.g. a smaller width).
+        architecture: per :data:`ARCHITECTURES` name, overrides of its fields (e.g. a
+            smaller width); a name without an entry is built as the paper has it.
         batch_size, lr: Adam's batch size and learning rate.
         epochs: training epochs.
         augment: keyword arguments of :class:`fernb.data.augment.Augmentation`.
     """
 
-    architecture: dict = field(default_factory=dict)
+    architecture: dict[str, dict] = field(default_factory=dict)
     batch_size: int = 64
     lr: float = 1e-3
     epochs: int = 10
     augment: dict = field(default_factory=dict)
 
+    def overrides(self, architecture: str) -> dict:
+        """The fields this recipe changes in :data:`ARCHITECTURES` ``[architecture]``."""
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}"
+            )
+        return dict(self.architecture.get(architecture, {}))
+
+    def input_size(self, architecture: str) -> int:
+        """The side of the images the network of ``architecture`` takes under this recipe."""
+        return self.overrides(architecture).get(
+            "input_size", ARCHITECTURES[architecture].input_size
+        )
+
 
 _AUGMENT = {"flip": 0.5, "rotation": 10.0, "shift": 0.06, "scale": 0.08, "brightness": 0.1}
+_SLIM = {"width": 0.25, "class_dim": 16, "decoder_hidden": (256, 512)}
 _CPU = {
-    "input_size": 48,
-    "width": 0.25,
-    "primary_kernel": 5,
-    "class_dim": 16,
-    "decoder_hidden": (256, 512),
-    "decoder_base": 16,
+    "ours": {**_SLIM, "input_size": 48, "primary_kernel": 5, "decoder_base": 16},
+    "ours_vgg": {**_SLIM, "input_size": 112, "decoder_base": 28},
 }
 
 #: preset -> kind of data -> recipe. ``"paper"``: the paper's sizes; BP4D/DISFA ("frames"):
 #: 10 epochs at 1e-4 (Sec. 4.1, "Implementation details"); CK+-sized datasets ("posed"):
 #: the authors' CK+ schedule, 600 epochs at 1e-3 (REFERENCES.md A2), batch 128.
 #: ``"cpu"``: 48 x 48 input (CK+48's size), a quarter of the channels, primary kernel 5
-#: (a 3 x 3 grid of 288 capsules), 16D class capsules and a smaller decoder, batch 16 (the
+#: (a 3 x 3 grid of 288 capsules), 16D class capsules and a smaller decoder (``"ours_vgg"``:
+#: 112 x 112, a quarter of VGG16's channels, a 3 x 3 grid), batch 16 (the
 #: capsule network is limited by its number of steps on a CPU: at batch 16 it learned CK+48
 #: AUs within 10 epochs, at batch 32 it had not started) and a few epochs: the book's quick
 #: runs on a 2-core CPU (recorded CPU runs pass more epochs).
@@ -614,7 +627,7 @@ def cross_validate(
         model = build_model(
             head, _n_outputs(data, kind), architecture, multi_label=kind == "au",
             length_softmax=softmax_lengths and kind == "emotion" and head == "capsules",
-            **_data_overrides(data, chosen),
+            **_data_overrides(data, chosen, architecture),
         )  # fmt: skip
         task = make_task(kind, head, data.aus[fit_index] if kind == "au" else None)
         alpha = None
@@ -663,9 +676,10 @@ def _n_outputs(data: FaceData, kind: TaskKind) -> int:
     return len(data.classes)
 
 
-def _data_overrides(data: FaceData, chosen: Recipe) -> dict:
-    """The recipe's architecture overrides, with the data's channels."""
-    return {**chosen.architecture, "in_channels": data.channels, "decoder_channels": data.channels}
+def _data_overrides(data: FaceData, chosen: Recipe, architecture: str) -> dict:
+    """The recipe's overrides of ``architecture``, with the data's channels."""
+    channels = {"in_channels": data.channels, "decoder_channels": data.channels}
+    return {**chosen.overrides(architecture), **channels}
 
 
 @torch.no_grad()
@@ -706,7 +720,7 @@ def one_step(
     model = build_model(
         head, _n_outputs(data, kind), architecture, multi_label=kind == "au",
         length_softmax=softmax_lengths and kind == "emotion" and head == "capsules",
-        **_data_overrides(data, chosen),
+        **_data_overrides(data, chosen, architecture),
     )  # fmt: skip
     task = make_task(kind, head, data.aus if kind == "au" else None)
     if head == "capsules":
