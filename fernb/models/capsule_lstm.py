@@ -276,7 +276,7 @@ PRESETS: dict[str, Preset] = {
         epochs=20,
         batch_size=16,
         lr=1e-3,
-        note="CPU: minutes per fold on CK+48",
+        note="CPU: real data, one CK+48 fold in tens of minutes",
     ),
     "tiny": Preset(
         CapsuleLSTMConfig(
