@@ -172,7 +172,7 @@ class Ascent:
     """
 
     steps: int = 40
-    step_size: float = 0.01
+    step_size: float = 0.004
     blur_sigma: float = 0.5
     jitter: int = 2
 
