@@ -506,7 +506,8 @@ def face_maps(
     data: FaceData,
     as_released: AsReleased | None = None,
     backend: str | None = None,
-    cache_dir: str | None = None,
+    cache_dir: Path | str | None = None,
+    chunk: int = 2048,
 ) -> tuple[torch.Tensor, Landmarks]:
     """The AU-aware attention map of every face, N x 1 x 100 x 100 float32, and the
     landmarks they come from.
@@ -519,8 +520,11 @@ def face_maps(
     quirks = as_released is not None and as_released.map_quirks
     backend = backend or ("given" if data.landmarks is not None else "dlib")
     landmarks = dataset_landmarks(data, backend, cache_dir)
-    maps = attention_map(landmarks.points, data.image_size, MAP_SIZE, released_code_quirks=quirks)
-    return torch.from_numpy(maps)[:, None], landmarks
+    maps = [  # in chunks: painting holds a few N x 100 x 100 arrays at once
+        attention_map(points, data.image_size, MAP_SIZE, released_code_quirks=quirks)
+        for points in np.array_split(landmarks.points, max(1, len(data) // chunk))
+    ]
+    return torch.from_numpy(np.concatenate(maps))[:, None], landmarks
 
 
 def prepare_split(
