@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 __all__ = ["main"]
 
@@ -27,7 +28,7 @@ filled in when the notebook declares them and -p does not set them: results_dir 
 absolute path of --results-dir, default book/results) and overwrite (--force). A notebook
 writes its run records with fernb.results.write_record(record, root=results_dir,
 overwrite=overwrite), and writes none when results_dir is None, its default in the book
-build.
+build. Each record names the executed notebook it came from (its notebook field).
 """
 
 
@@ -98,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     """Execute a book notebook with papermill; keep the executed copy under book/runs/."""
     import papermill
 
+    from fernb.results import RUN_NOTEBOOK_VARIABLE
+
     notebook = args.notebook.resolve()
     if not notebook.is_file():
         print(f"{notebook} does not exist", file=sys.stderr)
@@ -136,10 +139,13 @@ def _run(args: argparse.Namespace) -> int:
             parameters[name] = value
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
+    # The kernel inherits the environment: its records name the executed notebook.
+    run_notebook = {RUN_NOTEBOOK_VARIABLE: output.relative_to(book.parent).as_posix()}
     try:
-        papermill.execute_notebook(
-            notebook, partial, parameters=parameters, cwd=notebook.parent, progress_bar=False
-        )
+        with mock.patch.dict(os.environ, run_notebook):
+            papermill.execute_notebook(
+                notebook, partial, parameters=parameters, cwd=notebook.parent, progress_bar=False
+            )
     except papermill.PapermillExecutionError as error:
         failed = output.with_suffix(".failed.ipynb")
         os.replace(partial, failed)

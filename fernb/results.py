@@ -30,10 +30,12 @@ from fernb.utils import git_commit
 
 __all__ = [
     "LOADED_COMMIT",
+    "OPTIONAL_FIELDS",
     "PAPERS",
     "PAPER_SELECTIONS",
     "PAPER_TABLES",
     "RUN_KEYS",
+    "RUN_NOTEBOOK_VARIABLE",
     "SELECTIONS",
     "PaperNumber",
     "RunRecord",
@@ -60,6 +62,12 @@ SELECTIONS: tuple[str, ...] = ("val", "test")
 PAPER_SELECTIONS: tuple[str, ...] = ("val", "test", "last", "unknown")
 #: What identifies a configuration; :func:`summarise` pools the folds and seeds of each.
 RUN_KEYS: tuple[str, ...] = ("paper", "experiment", "variant", "dataset", "protocol", "selection")
+
+#: Record fields that files written before they existed may lack.
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook"})
+#: The environment variable through which ``fernb run`` tells a notebook's records where
+#: its executed copy will be kept.
+RUN_NOTEBOOK_VARIABLE = "FERNB_RUN_NOTEBOOK"
 
 #: The commit checked out when this module was imported: what a run's code came from.
 LOADED_COMMIT: str | None = git_commit()
@@ -155,6 +163,9 @@ class RunRecord:
             the checkout moves on while a long run goes).
         fernb_version: default: the installed version.
         created: ISO 8601 time in UTC (default: now).
+        notebook: the executed notebook of the run, relative to the checkout, e.g.
+            ``"book/runs/e2capsnet/ablation-ckplus48-cpu.ipynb"`` (default: what
+            ``fernb run`` put in :data:`RUN_NOTEBOOK_VARIABLE`; ``None`` outside it).
     """
 
     paper: str
@@ -172,6 +183,7 @@ class RunRecord:
     commit: str | None = field(default_factory=lambda: LOADED_COMMIT)
     fernb_version: str = field(default_factory=_fernb_version)
     created: str = field(default_factory=_now)
+    notebook: str | None = field(default_factory=lambda: os.environ.get(RUN_NOTEBOOK_VARIABLE))
 
     def __post_init__(self) -> None:
         if self.paper not in PAPERS:
@@ -186,8 +198,10 @@ class RunRecord:
         for what in ("protocol", "device", "fernb_version"):
             if not isinstance(getattr(self, what), str) or not getattr(self, what):
                 raise ValueError(f"{what} must be a non-empty string")
-        if not (self.commit is None or isinstance(self.commit, str)):
-            raise ValueError(f"commit must be a string or None, got {self.commit!r}")
+        for what in ("commit", "notebook"):
+            value = getattr(self, what)
+            if not (value is None or (isinstance(value, str) and value)):
+                raise ValueError(f"{what} must be a non-empty string or None, got {value!r}")
         set_field = object.__setattr__  # frozen: normalise once, here
         set_field(self, "fold", _count("fold", self.fold, optional=True))
         set_field(self, "seed", _count("seed", self.seed))
@@ -223,15 +237,17 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RunRecord:
-        """Rebuild and validate a record; unknown or missing fields are an error."""
+        """Rebuild and validate a record; unknown or missing fields are an error, except
+        :data:`OPTIONAL_FIELDS`, which are ``None`` when missing (never filled in from the
+        reading process's environment)."""
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown record fields: {sorted(unknown)}")
-        missing = {f.name for f in fields(cls) if f.name not in data}
+        missing = {f.name for f in fields(cls) if f.name not in data} - OPTIONAL_FIELDS
         if missing:
             raise ValueError(f"missing record fields: {sorted(missing)}")
-        return cls(**data)
+        return cls(**{**dict.fromkeys(OPTIONAL_FIELDS), **data})
 
 
 def write_record(

@@ -15,6 +15,7 @@ import yaml
 
 from fernb.book import missing_pages, toc_documents
 from fernb.cli import main
+from fernb.results import read_records
 
 CHAPTER_FOLDERS = ["e2capsnet", "au_capsules", "lbp_attention", "capsule_lstm", "feature_attention"]
 
@@ -36,6 +37,27 @@ def test_every_toc_entry_has_a_source_file(repo_root: Path) -> None:
         if not any((repo_root / f"{doc}{ext}").is_file() for ext in (".md", ".ipynb"))
     ]
     assert not missing
+
+
+def test_every_page_of_the_book_is_in_the_toc(repo_root: Path) -> None:
+    """A page left out of _toc.yml is silently not built (only_build_toc_files)."""
+    pages = [p for p in _source_notebooks(repo_root)] + sorted((repo_root / "book").rglob("*.md"))
+    listed = set(toc_documents(repo_root))
+    unlisted = [
+        p for p in pages if p.relative_to(repo_root).with_suffix("").as_posix() not in listed
+    ]
+    assert not unlisted
+
+
+def test_every_run_record_names_its_executed_notebook(repo_root: Path) -> None:
+    """Every number in the book comes from a run kept under book/runs/ (RunRecord.notebook)."""
+    records = read_records(repo_root / "book" / "results")
+    assert not records.empty
+    missing = records[records["notebook"].isna()]["path"].tolist()
+    assert not missing, f"records that name no executed notebook: {missing}"
+    gone = [n for n in set(records["notebook"]) if not (repo_root / n).is_file()]
+    assert not gone, f"records name executed notebooks that are not there: {gone}"
+    assert all(n.startswith("book/runs/") for n in records["notebook"])
 
 
 def test_toc_has_the_planned_parts_in_order(repo_root: Path) -> None:

@@ -8,6 +8,7 @@ tests also check that a run uses the project's environment.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import nbformat
 import pytest
 
 from fernb.cli import main
+from fernb.results import RUN_NOTEBOOK_VARIABLE
 
 ECHO = """\
 import json
@@ -121,3 +123,24 @@ def test_a_failed_run_is_kept_aside(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "ZeroDivisionError" in capsys.readouterr().err
     runs = tmp_path / "book" / "runs" / "chapter"
     assert [p.name for p in runs.iterdir()] == ["tiny.failed.ipynb"]
+
+
+RECORDING = """\
+from fernb.results import RunRecord, write_record
+
+record = RunRecord(
+    paper="data", experiment="tiny", variant="v", dataset="synthetic", protocol="p",
+    fold=None, seed=seed, epochs=1, selection="val", metrics={"accuracy": 0.5},
+    device="cpu", wall_time_s=0.0,
+)
+write_record(record, root=results_dir)
+"""
+
+
+def test_records_of_a_run_name_its_executed_notebook(tmp_path: Path) -> None:
+    notebook = _notebook(tmp_path / "book" / "chapter" / "tiny.ipynb", code=RECORDING)
+    assert main(["run", str(notebook), "--tag", "t"]) == 0
+    written = tmp_path / "book/results/data/tiny_v_synthetic_seed-0_val-selected.json"
+    assert json.loads(written.read_text())["notebook"] == "book/runs/chapter/tiny-t.ipynb"
+    assert (tmp_path / "book/runs/chapter/tiny-t.ipynb").is_file()
+    assert RUN_NOTEBOOK_VARIABLE not in os.environ  # this process's environment is restored

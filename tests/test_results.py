@@ -15,6 +15,7 @@ from fernb.results import (
     LOADED_COMMIT,
     PAPER_TABLES,
     PAPERS,
+    RUN_NOTEBOOK_VARIABLE,
     RunRecord,
     compare,
     paper_tables,
@@ -71,6 +72,7 @@ def test_a_record_knows_where_and_when_it_ran() -> None:
         ({"wall_time_s": -2.0}, "wall_time_s"),
         ({"created": "2024-01-01T10:00:00+02:00"}, "UTC"),
         ({"created": "yesterday"}, "ISO 8601"),
+        ({"notebook": ""}, "notebook must be"),
     ],
 )
 def test_invalid_records_are_refused(changes: dict, message: str) -> None:
@@ -126,6 +128,22 @@ def test_read_records_flattens_metrics_and_filters_by_paper(tmp_path: Path) -> N
     assert read_records(tmp_path / "empty").empty
     with pytest.raises(ValueError, match="unknown paper"):
         read_records(tmp_path, paper="nope")
+
+
+def test_a_record_names_the_notebook_fernb_run_executes(tmp_path: Path, monkeypatch) -> None:
+    assert _record().notebook is None  # not inside `fernb run`
+    monkeypatch.setenv(RUN_NOTEBOOK_VARIABLE, "book/runs/e2capsnet/ablation-x.ipynb")
+    record = _record()
+    assert record.notebook == "book/runs/e2capsnet/ablation-x.ipynb"
+    path = write_record(record, root=tmp_path)
+    assert read_records(tmp_path)["notebook"].tolist() == [record.notebook]
+    # a record written before the field existed has no notebook, whoever reads it
+    older = {k: v for k, v in record.to_dict().items() if k != "notebook"}
+    path.write_text(json.dumps(older))
+    assert RunRecord.from_dict(older).notebook is None
+    assert read_records(tmp_path)["notebook"].isna().all()
+    with pytest.raises(ValueError, match=r"missing record fields: \['seed'\]"):
+        RunRecord.from_dict({k: v for k, v in older.items() if k != "seed"})
 
 
 def test_read_records_names_a_bad_file(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ W * f_m + b directly as in Eq. 2.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +43,7 @@ from fernb.face.lbp import lbp_image
 from fernb.metrics import expression_metrics
 from fernb.nn.vgg import StagedVGG, scaled_channels
 from fernb.results import RUN_KEYS, RunRecord, compare
+from fernb.scoreboard import SAME_DATA
 from fernb.train import EvalResult, TrainConfig, evaluate, fit, tensors
 
 __all__ = [
@@ -112,7 +113,7 @@ AUGMENTATION = Augmentation(flip=0.5, rotation=20.0, shift=0.15, scale=0.15, she
 PROTOCOLS: tuple[str, ...] = ("official", "subject_kfold", "image_kfold")
 #: Our dataset names that stand for another name in the paper's tables: CK+48 is the CK+
 #: subset the paper describes (the last three frames of the 327 labelled sequences).
-PAPER_DATASETS: dict[str, str] = {"ckplus48": "ckplus"}
+PAPER_DATASETS: Mapping[str, str] = SAME_DATA["lbp_attention"]
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
