@@ -7,6 +7,9 @@ Who reports what:
   al. on FER2013; Rashid & Lee on CK+ (mean over 10 folds).
 - per-class accuracy (recall of each class) and the confusion matrix: Capsule-LSTM's MMI
   confusion matrix and its per-class statements.
+- macro-F1 (the unweighted mean of the per-class F1): none of the papers; the book's
+  comparison of the methods under one protocol reports it beside accuracy, since CK+ and
+  FER2013 are unbalanced.
 - per-AU "F1-frame" and its mean over AUs: Rashid & Lee on BP4D (12 AUs) and DISFA (8 AUs),
   frames thresholded at 0.5.
 - per-AU ROC AUC and its mean: Rashid & Lee on BP4D and DISFA.
@@ -37,6 +40,7 @@ __all__ = [
     "au_metrics",
     "confusion_matrix",
     "expression_metrics",
+    "macro_f1",
     "mean_au_f1",
     "per_class_accuracy",
     "row_normalise",
@@ -92,6 +96,23 @@ def per_class_accuracy(labels, predicted, n_classes: int | None = None) -> np.nd
         average=None,
         zero_division=np.nan,
     )
+
+
+def macro_f1(labels, predicted, n_classes: int | None = None) -> float:
+    """Unweighted mean over classes of ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)``.
+
+    As scikit-learn's ``f1_score(average="macro")``, the mean is over the classes that occur
+    among the labels or the predictions: a class with neither has ``0 / 0`` and is left out,
+    and a class only predicted, or never predicted, counts with F1 = 0. ``n_classes`` (if
+    given) is checked against the labels, predictions and score columns.
+    """
+    labels, predicted, implied = _labels_and_predictions(labels, predicted)
+    if n_classes is not None and implied > n_classes:
+        raise ValueError(f"labels, predictions or scores imply {implied} classes, not {n_classes}")
+    if not labels.size:
+        raise ValueError("macro-F1 of no predictions is undefined")
+    occurring = np.union1d(labels, predicted)
+    return float(skm.f1_score(labels, predicted, labels=occurring, average="macro"))
 
 
 def row_normalise(matrix) -> np.ndarray:

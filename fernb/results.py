@@ -47,7 +47,8 @@ __all__ = [
     "write_record",
 ]
 
-#: Where records go: one folder per paper, plus ``data`` for the data chapter's experiments.
+#: Where records go: one folder per paper, plus ``data`` for the data chapter's experiments
+#: and ``comparison`` for the methods run under one protocol (:mod:`fernb.comparison`).
 PAPERS: tuple[str, ...] = (
     "e2capsnet",
     "au_capsules",
@@ -55,6 +56,7 @@ PAPERS: tuple[str, ...] = (
     "capsule_lstm",
     "feature_attention",
     "data",
+    "comparison",
 )
 #: The split a run's reported model was chosen on.
 SELECTIONS: tuple[str, ...] = ("val", "test")

@@ -172,11 +172,22 @@ def batches(
 
     ``shard = (rank, world)`` gives process ``rank`` every ``world``-th image of each batch,
     so that the processes of one step together see exactly the batch of a single process.
+    Sharded, ``batch_size`` must be a multiple of ``world`` and a last batch smaller than
+    ``batch_size`` is dropped: every process then holds the same number of images, so the
+    mean of the processes' mean losses (what DistributedDataParallel's gradient averaging
+    computes) is the batch mean, and no process is ever left with an empty share.
     """
     n = len(next(iter(split.values())))
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     rank, world = shard
-    for start in range(0, n, batch_size):
+    stop = n
+    if world > 1:
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} is not a multiple of the {world} processes")
+        if n < batch_size:
+            raise ValueError(f"{n} images cannot fill one batch of {batch_size} across processes")
+        stop = n - n % batch_size
+    for start in range(0, stop, batch_size):
         index = order[start : start + batch_size][rank::world]
         yield {key: value[index.to(value.device)] for key, value in split.items()}
 

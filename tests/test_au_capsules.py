@@ -49,9 +49,20 @@ def test_paper_model_sizes() -> None:
     assert model.primary_capsules(torch.rand(2, 1, 96, 96)).shape == (2, 32, 6, 6, 8)
 
 
+def test_ours_vgg_starts_from_imagenet_weights_it_never_downloads(tmp_path, monkeypatch) -> None:
+    """The paper's Ours-VGG fine-tunes ImageNet weights: without the local file it refuses to
+    train from scratch silently; the narrowed cpu preset (which cannot use them) does not ask."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="never downloads weights"):
+        build_model("capsules", 8, "ours_vgg")
+    cpu = recipe("cpu", "ckplus48").overrides("ours_vgg")
+    assert cpu["imagenet"] is False
+    assert build_model("capsules", 8, "ours_vgg", **cpu).feature_shape == (128, 7, 7)
+
+
 def test_vgg_model_sizes() -> None:
     """'Ours-VGG' at 224: VGG16 without its last pool gives 14 x 14, then a 6 x 6 grid."""
-    model = build_model("capsules", 8, "ours_vgg", width=1 / 16, class_dim=4)
+    model = build_model("capsules", 8, "ours_vgg", width=1 / 16, class_dim=4, imagenet=False)
     assert model.feature_shape == (32, 14, 14)
     assert model.grid == (6, 6)
     assert isinstance(model.features[-1], torch.nn.Dropout2d) and model.features[-1].p == 0.5
@@ -98,10 +109,11 @@ def test_recipes() -> None:
     assert recipe("paper", "bp4d").overrides("ours") == {}
     with pytest.raises(ValueError, match="unknown architecture"):
         recipe("cpu", "bp4d").overrides("resnet")
-    # every preset builds both networks
+    # every preset builds both networks (here without ImageNet weights, which are not local)
     for preset in ("cpu", "paper"):
         for name in ("ours", "ours_vgg"):
-            model = build_model("capsules", 2, name, **recipe(preset, "x").overrides(name))
+            overrides = {**recipe(preset, "x").overrides(name), "imagenet": False}
+            model = build_model("capsules", 2, name, **overrides)
             assert model.grid[0] >= 3
     assert variant_name("ours", "capsules", "paper") == "ours"
     assert variant_name("ours_vgg", "cnn", "cpu") == "cnn_vgg_cpu"

@@ -174,3 +174,19 @@ def test_texture_cues_darken_their_region(au: str, region: list[int]) -> None:
     outside = np.ones_like(base, bool)
     outside[window] = False
     assert np.abs(cued - base)[outside].max() < np.abs(cued - base)[window].max()
+
+
+def test_au6_raises_the_cheeks_and_draws_crows_feet_on_both_sides() -> None:
+    """AU6 (cheek raiser) wrinkles the skin beside each outer eye corner (crow's feet) and
+    raises the cheeks: every change lies between the brows and the bottom of the nose."""
+    sides = np.array([_au(AU6=5)] * 2)
+    base, pixels = render_face(Identity(), NEUTRAL, np.zeros_like(sides), 96)
+    cued, _ = render_face(Identity(), NEUTRAL, sides, 96)  # same shape, cues only
+    change = cued - base
+    for corner, outward in ((36, -1), (45, 1)):  # the image's left and right outer corners
+        x, y = pixels[corner]
+        x0, x1 = sorted((int(x), int(x + outward * 10)))
+        beside = change[int(y) - 6 : int(y) + 7, x0 : x1 + 1]
+        assert beside.min() < -0.1, f"no crow's feet beside landmark {corner}"
+    rows = np.flatnonzero(np.abs(change).max(axis=1) > 1e-6)
+    assert rows.min() >= pixels[17:27, 1].min() and rows.max() <= pixels[31:36, 1].max() + 8

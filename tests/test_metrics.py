@@ -18,6 +18,7 @@ from fernb.metrics import (
     au_metrics,
     confusion_matrix,
     expression_metrics,
+    macro_f1,
     mean_au_f1,
     per_class_accuracy,
     row_normalise,
@@ -47,6 +48,27 @@ def test_accuracy_takes_labels_or_scores_as_arrays_or_tensors() -> None:
     assert accuracy(labels, scores.argmax(1)) == pytest.approx(expected)
     assert accuracy(torch.from_numpy(labels), torch.from_numpy(scores)) == pytest.approx(expected)
     assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+
+
+def test_macro_f1_matches_sklearn_from_labels_scores_and_tensors() -> None:
+    labels, scores = _classification()
+    expected = skm.f1_score(labels, scores.argmax(axis=1), average="macro")
+    assert macro_f1(labels, scores) == pytest.approx(expected)
+    assert macro_f1(torch.from_numpy(labels), torch.from_numpy(scores)) == pytest.approx(expected)
+    assert macro_f1(labels, scores.argmax(axis=1), n_classes=5) == pytest.approx(expected)
+
+
+def test_macro_f1_by_hand_leaves_out_classes_never_seen() -> None:
+    labels = [0, 0, 1, 1, 2, 2]
+    predicted = [0, 1, 1, 1, 3, 0]
+    # F1: class 0 2/4, class 1 4/5, class 2 (never predicted) 0, class 3 (only predicted) 0;
+    # class 4 is neither a label nor a prediction: left out, as scikit-learn does
+    assert macro_f1(labels, predicted, n_classes=5) == pytest.approx((0.5 + 0.8) / 4)
+    assert macro_f1(labels, predicted) == pytest.approx(
+        skm.f1_score(labels, predicted, average="macro")
+    )
+    with pytest.raises(ValueError, match="imply 4 classes"):
+        macro_f1(labels, predicted, n_classes=3)
 
 
 def test_per_class_accuracy_is_recall_and_nan_for_absent_classes() -> None:

@@ -84,7 +84,21 @@ def test_batches_cover_the_split_and_shards_partition_each_batch() -> None:
     first_of_two = torch.cat(
         [b["image"] for b in batches(split, 4, torch.Generator().manual_seed(3), (0, 2))]
     )
-    np.testing.assert_array_equal(first_of_two.numpy(), whole.numpy()[[0, 2, 4, 6, 8]])
+    # sharded, the last short batch ([8, 9] of the order) is dropped
+    np.testing.assert_array_equal(first_of_two.numpy(), whole.numpy()[[0, 2, 4, 6]])
+
+
+def test_shards_are_equal_so_the_mean_of_their_means_is_the_batch_mean() -> None:
+    split = {"image": torch.arange(65.0)}  # 65 = 4 batches of 16 and one image over
+    shares = [list(batches(split, 16, torch.Generator().manual_seed(0), (r, 2))) for r in (0, 1)]
+    assert [len(b["image"]) for rank in shares for b in rank] == [8] * 8
+    for first, second in zip(*shares, strict=True):
+        batch_mean = torch.cat([first["image"], second["image"]]).mean()
+        torch.testing.assert_close((first["image"].mean() + second["image"].mean()) / 2, batch_mean)
+    with pytest.raises(ValueError, match="not a multiple of the 2 processes"):
+        next(batches(split, 15, shard=(0, 2)))
+    with pytest.raises(ValueError, match="cannot fill one batch of 128"):
+        next(batches(split, 128, shard=(1, 2)))
 
 
 def test_fit_learns_a_separable_problem() -> None:
@@ -270,3 +284,20 @@ def _ddp_data():
 
 def _ddp_config() -> TrainConfig:
     return TrainConfig(epochs=3, batch_size=16, lr=0.01, **QUIET)
+
+
+def test_speed_settings_train_the_same_model() -> None:
+    """channels_last and torch.compile change how the model runs, not what it learns; bf16
+    autocast is CUDA-only, so on the CPU ``amp`` changes nothing at all."""
+    data = _toy(64, 0), _toy(32, 1)
+    plain = fit(_model(), *data, config=TrainConfig(epochs=2, batch_size=16, amp=False, **QUIET))
+    amp = fit(_model(), *data, config=TrainConfig(epochs=2, batch_size=16, amp=True, **QUIET))
+    fast = TrainConfig(epochs=2, batch_size=16, channels_last=True, compile=True, **QUIET)
+    tuned = fit(_model(), *data, config=fast)
+    assert tuned.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    reference = plain.model.state_dict()
+    for name, value in amp.model.state_dict().items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0)
+    for name, value in tuned.model.state_dict().items():
+        torch.testing.assert_close(value, reference[name], rtol=1e-4, atol=1e-5)
+    assert tuned.best_epoch == plain.best_epoch

@@ -39,6 +39,10 @@ LOADERS: dict[str, str] = {
     "ckplus": "fernb.data.ckplus:load_ckplus",
     "jaffe": "fernb.data.jaffe:load_jaffe",
     "rafdb": "fernb.data.rafdb:load_rafdb",
+    "oulu_casia": "fernb.data.oulu_casia:load_oulu_casia",
+    "mmi": "fernb.data.mmi:load_mmi",
+    "bp4d": "fernb.data.bp4d:load_bp4d",
+    "disfa": "fernb.data.disfa:load_disfa",
 }
 
 

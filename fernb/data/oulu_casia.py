@@ -12,9 +12,10 @@ the same tree of face crops of varying size)::
     OriginalImg/<camera>/<illumination>/P<subject>/<Expression>/<frame>.jpeg
     e.g. OriginalImg/VL/Strong/P001/Anger/000.jpeg
 
-Frames are numbered from 000 in time order; the last frames are the apex. Most papers, Li
-et al. (2020) among them, take the last three frames of the 480 VL Strong sequences (1,440
-images): :func:`load_oulu_casia`'s defaults.
+Frames are numbered from 000 in time order; the last frames are the apex. Most papers take
+the last three frames of the 480 VL Strong sequences (1,440 images): :func:`load_oulu_casia`'s
+defaults. Li et al. (2020) count 1,440 images without naming the subset; these defaults are
+our reading of that count.
 
 Label mapping (folder names; the order below is kept):
 

@@ -44,10 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernb.data import LOADERS, load
+from fernb.data import load
 from fernb.data.augment import Augmentation
-from fernb.data.bp4d import load_bp4d
-from fernb.data.disfa import load_disfa
 from fernb.data.facedata import FaceData
 from fernb.data.splits import holdout_subjects
 from fernb.nn.capsules import (
@@ -143,7 +141,9 @@ class Architecture:
         object.__setattr__(self, "decoder_hidden", tuple(self.decoder_hidden))
 
 
-#: The paper's two networks (Sec. 3.1).
+#: The paper's two networks (Sec. 3.1). "Ours-VGG" fine-tunes VGG16's ImageNet weights, so
+#: building it needs them in the local torch hub cache (fernb never downloads them); the
+#: narrowed ``cpu`` preset cannot use them and starts from random weights.
 ARCHITECTURES: dict[str, Architecture] = {
     "ours": Architecture(),
     "ours_vgg": Architecture(
@@ -155,6 +155,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         primary_stride=2,
         decoder_base=56,
         decoder_channels=3,
+        imagenet=True,
     ),
 }
 
@@ -389,7 +390,7 @@ _AUGMENT = {"flip": 0.5, "rotation": 10.0, "shift": 0.06, "scale": 0.08, "bright
 _SLIM = {"width": 0.25, "class_dim": 16, "decoder_hidden": (256, 512)}
 _CPU = {
     "ours": {**_SLIM, "input_size": 48, "primary_kernel": 5, "decoder_base": 16},
-    "ours_vgg": {**_SLIM, "input_size": 112, "decoder_base": 28},
+    "ours_vgg": {**_SLIM, "input_size": 112, "decoder_base": 28, "imagenet": False},
 }
 
 #: preset -> kind of data -> recipe. ``"paper"``: the paper's sizes; BP4D/DISFA ("frames"):
@@ -397,7 +398,7 @@ _CPU = {
 #: the authors' CK+ schedule, 600 epochs at 1e-3 (REFERENCES.md A2), batch 128.
 #: ``"cpu"``: 48 x 48 input (CK+48's size), a quarter of the channels, primary kernel 5
 #: (a 3 x 3 grid of 288 capsules), 16D class capsules and a smaller decoder (``"ours_vgg"``:
-#: 112 x 112, a quarter of VGG16's channels, a 3 x 3 grid), batch 16 (the
+#: 112 x 112, a quarter of VGG16's channels, a 3 x 3 grid, no ImageNet weights), batch 16 (the
 #: capsule network is limited by its number of steps on a CPU: at batch 16 it learned CK+48
 #: AUs within 10 epochs, at batch 32 it had not started) and a few epochs: the book's quick
 #: runs on a 2-core CPU (recorded CPU runs pass more epochs).
@@ -456,27 +457,12 @@ def balanced_reconstruction_weight(
 def load_data(
     dataset: str, root: str | None = None, size: int | None = None, **options
 ) -> FaceData:
-    """Load a dataset of the chapter and resize its images to ``size`` (the network's input).
-
-    ``synthetic`` is drawn at ``size`` directly; ``bp4d`` and ``disfa`` go through
-    :mod:`fernb.data.bp4d` / :mod:`fernb.data.disfa` until they are registered in
-    :data:`fernb.data.LOADERS`; every other name through :func:`fernb.data.load`.
-    """
+    """Load a dataset of the chapter with :func:`fernb.data.load` and resize its images to
+    ``size`` (the network's input); ``synthetic`` is drawn at ``size`` directly."""
     if dataset == "synthetic" and size is not None:
         options = {"size": size, **options}
-    if dataset in LOADERS:
-        data = load(dataset, root, **options)
-    elif dataset in _CHAPTER_LOADERS:
-        if root is None:
-            raise ValueError(f"dataset {dataset!r} needs root=, the folder that holds it")
-        data = _CHAPTER_LOADERS[dataset](root, **options)
-    else:
-        known = sorted({*LOADERS, *_CHAPTER_LOADERS})
-        raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(known)}")
+    data = load(dataset, root, **options)
     return data if size is None else resize_images(data, size)
-
-
-_CHAPTER_LOADERS = {"bp4d": load_bp4d, "disfa": load_disfa}
 
 
 def resize_images(data: FaceData, size: int) -> FaceData:
@@ -611,16 +597,18 @@ def cross_validate(
     ``data`` must already have the network's input size (:func:`resize_images`); ``kind``
     is ``"au"`` (targets ``data.aus``, model selected on mean F1) or ``"emotion"``
     (``data.labels``, selected on accuracy). ``folds`` are (train, test) positions, e.g.
-    from :func:`fernb.data.splits.subject_kfold`. With ``track_test`` every epoch is also
-    scored on the test fold, to report the test-selected number the paper reports beside
-    its own ("Ours-Max"); it never chooses the returned model. ``softmax_lengths`` trains an
-    expression capsule network with the margin loss on softmax(|v|) (a literal reading of
-    the paper's Sec. 3) instead of |v|; the prediction (the longest capsule) is the same.
+    from :func:`fernb.data.splits.subject_kfold`, or (train, val, test) positions to fix
+    the validation images (``val_fraction`` is then unused). With ``track_test`` every
+    epoch is also scored on the test fold, to report the test-selected number the paper
+    reports beside its own ("Ours-Max"); it never chooses the returned model.
+    ``softmax_lengths`` trains an expression capsule network with the margin loss on
+    softmax(|v|) (a literal reading of the paper's Sec. 3) instead of |v|; the prediction
+    (the longest capsule) is the same.
     """
     chosen = recipe(preset, data.name, epochs)
     runs = []
-    for fold, (train_index, test_index) in enumerate(folds):
-        fit_index, val_index = holdout_subjects(data, train_index, val_fraction, seed)
+    for fold, positions in enumerate(folds):
+        fit_index, val_index, test_index = _fit_val_test(data, positions, val_fraction, seed)
         keys = _keys(kind)
         train, val, test = (tensors(data, i, keys) for i in (fit_index, val_index, test_index))
         seed_everything(seed + fold)
@@ -647,12 +635,23 @@ def cross_validate(
         tested = evaluate(model, test, task, config.eval_batch_size, device="cpu")
         lengths = capsule_lengths(model, test["image"]) if head == "capsules" else None
         best = tracker.best if tracker is not None else None
-        test_index = np.asarray(test_index)
         runs.append(FoldRun(fold, model, result, test_index, tested.scores, lengths, alpha, best))
     return runs
 
 
 _METRIC = {"au": "f1", "emotion": "accuracy"}
+
+
+def _fit_val_test(
+    data: FaceData, positions: Sequence[np.ndarray], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fold's (fit, val, test) positions from (train, val, test), or from (train, test)
+    with the validation subjects held out of train."""
+    if len(positions) == 3:
+        return tuple(np.asarray(part) for part in positions)
+    train_index, test_index = positions
+    fit_index, val_index = holdout_subjects(data, train_index, val_fraction, seed)
+    return fit_index, val_index, np.asarray(test_index)
 
 
 class _BestOnTest:

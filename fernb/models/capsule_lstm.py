@@ -457,7 +457,8 @@ def load_sequences(
 
     ``synthetic``: SynthFACS neutral-to-apex clips of ``frames`` frames (``options`` such as
     ``n_subjects``, ``samples_per_subject``, ``difficulty`` go to it). ``mmi``:
-    :func:`fernb.data.mmi.load_mmi` with ``frames`` frames around the middle of each video.
+    the MMI loader (:func:`fernb.data.mmi.load_mmi`) with ``frames`` frames around the middle
+    of each video.
     ``ckplus``: the official CK+ release, the last ``frames`` frames (to the peak) of each
     sequence at 48 x 48. Any other name (``ckplus48``: 3 frames per sequence) is read with
     :func:`fernb.data.load` as it comes. Images of classes outside ``classes`` are dropped.
@@ -466,9 +467,7 @@ def load_sequences(
         options = {"sequences": True, "frames": frames, "classes": tuple(classes), **options}
         data = load(dataset, root, **options)
     elif dataset == "mmi":
-        from fernb.data.mmi import load_mmi
-
-        data = load_mmi(root, frames=frames, **options)
+        data = load(dataset, root, **{"frames": frames, **options})
     elif dataset == "ckplus":
         data = load(dataset, root, **{"frames": f"last{frames}", "size": 48, **options})
     else:
@@ -593,16 +592,21 @@ def train_fold(
     val_fraction: float = 0.1,
     augment: Callable[[Batch, torch.Generator], Batch] | None = None,
     recon_reduction: Literal["sum", "mean"] = "sum",
+    val: np.ndarray | None = None,
 ) -> FoldRun:
     """Train a :class:`CapsuleLSTM` on the clips ``train`` and test it on the clips ``test``.
 
     ``rows`` is :func:`clip_rows`' (n_clips, T) array; ``train`` and ``test`` index its clips
     (e.g. from :func:`fernb.data.splits.subject_kfold` on ``data.subset(rows[:, -1])``).
     ``val_fraction`` of the training subjects are held out to select the epoch (validation
-    accuracy, :func:`fernb.data.splits.holdout_subjects`); the test clips are used once.
+    accuracy, :func:`fernb.data.splits.holdout_subjects`), unless ``val`` gives the
+    validation clips (then all of ``train`` is trained on); the test clips are used once.
     """
-    clips = data.subset(rows[:, -1])
-    fit_index, val_index = holdout_subjects(clips, train, fraction=val_fraction, seed=config.seed)
+    if val is None:
+        clips = data.subset(rows[:, -1])
+        fit_index, val_index = holdout_subjects(clips, train, val_fraction, config.seed)
+    else:
+        fit_index, val_index = np.asarray(train), np.asarray(val)
     model = preset.build(len(data.classes))
     task = CapsuleLSTMTask(variant, recon_reduction=recon_reduction)
     curves: list[dict[str, float]] = []

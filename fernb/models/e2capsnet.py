@@ -189,7 +189,7 @@ class Preset:
 
 
 #: ``paper``: Cao et al.'s settings, for GPU runs. ``cpu``: small enough for the book's
-#: default execution on a 2-core CPU (64 x 64 inputs, 1/8 of the channels, lr 1e-3 so that
+#: default execution on a 2-core CPU (64 x 64 inputs, 1/16 of the channels, lr 1e-3 so that
 #: a few epochs learn something).
 PRESETS: dict[str, Preset] = {
     "paper": Preset(224, 1.0, 48, (512, 1024), batch_size=16, lr=1e-4, epochs=300),

@@ -1,0 +1,236 @@
+"""The methods under one protocol: same splits, no leakage, records, summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from fernb.comparison import (
+    EXPERIMENT,
+    METHODS,
+    ProtocolData,
+    Setting,
+    clip_parts,
+    comparison_splits,
+    method_table,
+    paired_differences,
+    records_table,
+    run_comparison,
+    run_method,
+    summarise_methods,
+)
+from fernb.data import load
+from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention, lbp_attention
+from fernb.models.e2capsnet import Split
+from fernb.results import read_records
+
+CLASSES = ["anger", "happiness", "surprise"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models train fastest on one thread, above all on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Six people, six 2-frame sequences each (72 images): the smallest data every method takes."""
+    return load(
+        "synthetic",
+        n_subjects=6,
+        samples_per_subject=6,
+        classes=CLASSES,
+        sequences=True,
+        frames=2,
+        difficulty=0.2,
+    )
+
+
+#: Where each method's chapter code turns positions into tensors: (module, function), each
+#: taking the dataset and the positions (clip rows for Capsule-LSTM) as its first arguments.
+LOADING = [
+    (e2capsnet, "prepare_split"),
+    (au_capsules, "tensors"),
+    (lbp_attention, "tensors"),
+    (capsule_lstm, "clip_tensors"),
+    (feature_attention, "tensors"),
+]
+
+
+def _spy(load_positions, seen: list):
+    def spy(data, positions, *args, **kwargs):
+        seen.append(np.unique(positions))
+        return load_positions(data, positions, *args, **kwargs)
+
+    return spy
+
+
+@pytest.fixture(scope="module")
+def one_epoch_each(clips):
+    """Every method trained for one epoch on fold 0 of 3: per method its record, its
+    predictions and the positions its chapter code loaded (train, val, test, in order)."""
+    protocol, splits = comparison_splits(clips, folds=3, run_folds=[0])
+    inputs = ProtocolData(clips)
+    setting = Setting("cpu", epochs=1, seed=0, device="cpu")
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        seen: list[np.ndarray] = []
+        for module, name in LOADING:
+            patch.setattr(module, name, _spy(getattr(module, name), seen))
+        for method in METHODS:
+            seen.clear()
+            record, tested = run_method(method, inputs, splits[0], setting, protocol, "cpu")
+            runs[method] = record, tested, list(seen)
+    return splits[0], runs
+
+
+def _subjects(data, positions) -> set:
+    return set(data.subjects[positions])
+
+
+def test_splits_hold_every_image_once_in_test_and_keep_people_apart(clips) -> None:
+    protocol, splits = comparison_splits(clips, folds=3)
+    assert "3-fold subject-independent" in protocol and [s.fold for s in splits] == [0, 1, 2]
+    tested = np.sort(np.concatenate([split.test for split in splits]))
+    np.testing.assert_array_equal(tested, np.arange(len(clips)))
+    for split in splits:
+        parts = (split.train, split.val, split.test)
+        assert all(len(part) for part in parts)
+        np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(clips)))
+        people = [_subjects(clips, part) for part in parts]
+        assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
+    again = comparison_splits(clips, folds=3, run_folds=[1])[1]
+    assert len(again) == 1 and np.array_equal(again[0].test, splits[1].test)
+    with pytest.raises(ValueError, match="run_folds"):
+        comparison_splits(clips, folds=3, run_folds=[5])
+
+
+def test_clips_follow_the_split_of_their_frames(clips) -> None:
+    rows = ProtocolData(clips).clips
+    assert rows.shape == (36, 2)
+    split = comparison_splits(clips, folds=3)[1][0]
+    parts = clip_parts(rows, split)
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(rows)))
+    for clip_part, image_part in zip(parts, (split.train, split.val, split.test), strict=True):
+        assert set(rows[clip_part].ravel()) <= set(image_part)
+    torn = Split(0, np.array([0]), np.array([2, 3]), np.array([1]))  # clip 0 is rows 0 and 1
+    with pytest.raises(ValueError, match="two parts"):
+        clip_parts(rows[:2], torn)
+    still = load("synthetic", n_subjects=2, samples_per_subject=2, classes=CLASSES)
+    np.testing.assert_array_equal(ProtocolData(still).clips, np.arange(4)[:, None])
+
+
+def test_every_method_trains_selects_and_tests_on_the_same_images(clips, one_epoch_each) -> None:
+    split, runs = one_epoch_each
+    assert set(runs) == set(METHODS)
+    for name, (record, tested, loaded) in runs.items():
+        assert len(loaded) == 3, name  # train, val, test: nothing else was read
+        for used, part in zip(loaded, (split.train, split.val, split.test), strict=True):
+            np.testing.assert_array_equal(used, part, err_msg=name)
+        assert record.metrics["best_epoch"] == 1 and 0 <= record.metrics["val_accuracy"] <= 1
+        expected = len(split.test) // 2 if name == "capsule_lstm" else len(split.test)
+        assert record.metrics["n_test"] == len(tested.targets) == expected, name
+    _, per_clip, _ = runs["capsule_lstm"]  # one prediction per 2-frame sequence
+    np.testing.assert_array_equal(per_clip.targets, clips.labels[split.test][::2])
+
+
+def test_metrics_are_accuracy_and_sklearn_macro_f1(one_epoch_each) -> None:
+    for name, (record, tested, _) in one_epoch_each[1].items():
+        assert record.metrics["accuracy"] == pytest.approx(
+            np.mean(tested.predicted == tested.targets)
+        ), name
+        assert record.metrics["macro_f1"] == pytest.approx(
+            skm.f1_score(tested.targets, tested.predicted, average="macro")
+        ), name
+        assert set(record.metrics["per_class_accuracy"]) <= set(CLASSES)
+
+
+def test_run_comparison_writes_one_record_per_method_fold_and_seed(clips, tmp_path) -> None:
+    methods = ["vgg16", "au_capsules"]
+    table = run_comparison(
+        clips, methods, folds=3, run_folds=[1], seeds=[0, 1], epochs=1, device="cpu",
+        results_dir=tmp_path,
+    )  # fmt: skip
+    records = read_records(tmp_path, paper="comparison")
+    assert len(records) == len(table) == 4
+    assert sorted(Path(p).name for p in records["path"]) == sorted(
+        f"{EXPERIMENT}_{m}_synthetic_fold-1_seed-{s}_val-selected_cpu.json"
+        for m in methods
+        for s in (0, 1)
+    )
+    assert set(records["experiment"]) == {EXPERIMENT} and set(records["selection"]) == {"val"}
+    assert set(records["variant"]) == set(methods) and set(records["fold"]) == {1}
+    assert set(records["epochs"]) == {1} and set(records["device"]) == {"cpu"}
+    assert (records["wall_time_s"] > 0).all()
+    assert records["protocol"].str.contains("1 epochs per method at its 'cpu' preset").all()
+    assert records["metrics.n_test"].nunique() == 1  # both seeds, both methods: one test fold
+    read_back = records_table(records).sort_values(["method", "seed"]).reset_index(drop=True)
+    ours = table.sort_values(["method", "seed"]).reset_index(drop=True)
+    columns = ["method", "seed", "accuracy", "macro_f1", "train_seconds", "val_accuracy"]
+    pd.testing.assert_frame_equal(read_back[columns], ours[columns])
+    with pytest.raises(FileExistsError):
+        run_comparison(clips, ["vgg16"], folds=3, run_folds=[1], epochs=1, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown methods"):
+        run_comparison(clips, ["resnet"], folds=3)
+
+
+def _hand_table() -> pd.DataFrame:
+    accuracy = {
+        "a": [0.80, 0.70, 0.90, 0.80],
+        "b": [0.60, 0.55, 0.72, 0.62],
+        "c": [0.78, 0.72, 0.85, None],  # c did not run fold 3
+    }
+    rows = [
+        {"dataset": "d", "protocol": "p", "device": "cpu", "method": method, "fold": fold,
+         "seed": 0, "accuracy": value, "macro_f1": value / 2, "train_seconds": 60.0 * (fold + 1)}
+        for method, values in accuracy.items()
+        for fold, value in enumerate(values)
+        if value is not None
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_summary_by_hand() -> None:
+    summary = summarise_methods(_hand_table())
+    a = summary.loc[("d", "p", "cpu", "a")]
+    assert a[("accuracy", "mean")] == pytest.approx(0.8)
+    assert a[("accuracy", "std")] == pytest.approx(np.sqrt(0.02 / 3))  # deviations 0 .1 .1 0
+    assert a[("accuracy", "n")] == 4 and summary.loc[("d", "p", "cpu", "c"), ("accuracy", "n")] == 3
+    assert a[("macro_f1", "mean")] == pytest.approx(0.4)
+    assert a[("train_seconds", "mean")] == pytest.approx(150.0)
+    shown = method_table(_hand_table().query("method == 'a' or fold == 0"))
+    assert shown.loc[("d", "p", "cpu", "a")].tolist() == [
+        "80.0 ± 8.2",
+        "40.0 ± 4.1",
+        "2.50 ± 1.29",
+        4,
+    ]
+    assert shown.loc[("d", "p", "cpu", "b")].tolist() == ["60.0", "30.0", "1.00", 1]
+
+
+def test_paired_differences_by_hand() -> None:
+    paired = paired_differences(_hand_table())
+    assert paired.index.tolist() == ["a", "c", "b"] and set(paired["against"]) == {"a"}
+    # b: a - b = .20 .15 .18 .18, mean .1775, sample variance .001275 / 3, t(.975, 3) = 3.1824
+    half = 3.182446305284263 * np.sqrt(0.001275 / 3) / np.sqrt(4)
+    b = paired.loc["b"]
+    assert b["difference"] == pytest.approx(0.1775) and b["n"] == 4
+    assert (b["ci_low"], b["ci_high"]) == pytest.approx((0.1775 - half, 0.1775 + half))
+    assert b["clear"]
+    # c: on folds 0-2 only, a - c = .02 -.02 .05, mean 1/60, t(.975, 2) = 4.3027
+    half = 4.302652729911275 * np.sqrt(0.00246666666 / 2) / np.sqrt(3)
+    c = paired.loc["c"]
+    assert c["difference"] == pytest.approx(1 / 60) and c["n"] == 3
+    assert c["ci_low"] == pytest.approx(1 / 60 - half) and not c["clear"]
+    assert paired.loc["a", "difference"] == 0 and not paired.loc["a", "clear"]
+    with pytest.raises(ValueError, match="one dataset"):
+        paired_differences(pd.concat([_hand_table(), _hand_table().assign(dataset="e")]))
