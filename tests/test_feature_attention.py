@@ -353,10 +353,10 @@ def test_train_variant_selects_on_val_and_tracks_test() -> None:
         progress=False,
     )
     history = run.fit.history
-    assert len(run.test_curve) == 3 == len(history)
+    assert len(run.test_curve.scores) == 3 == len(history)
     assert run.fit.best_epoch == int(history["epoch"][history["val_accuracy"].idxmax()])
     epoch, accuracy = run.test_selected()
-    assert accuracy == max(run.test_curve) and run.test_curve[epoch - 1] == accuracy
+    assert accuracy == max(run.test_curve.scores) and run.test_curve.scores[epoch - 1] == accuracy
     assert len(run.test.targets) == 7
     val, test = variant_records(run, emotion, seed=0, device="cpu")
     assert (val.selection, test.selection) == ("val", "test")

@@ -16,6 +16,7 @@ from fernb.data import FaceData
 from fernb.data.augment import Augmentation
 from fernb.train import (
     Classification,
+    EpochScores,
     TrainConfig,
     batches,
     evaluate,
@@ -301,3 +302,22 @@ def test_speed_settings_train_the_same_model() -> None:
     for name, value in tuned.model.state_dict().items():
         torch.testing.assert_close(value, reference[name], rtol=1e-4, atol=1e-5)
     assert tuned.best_epoch == plain.best_epoch
+
+
+def test_epoch_scores_record_a_held_out_curve_without_changing_selection() -> None:
+    held_out = _toy(45, 2)
+    config = TrainConfig(epochs=4, batch_size=16, **QUIET)
+    model = _model()
+    curve = EpochScores(model, held_out)
+    result = fit(model, _toy(64, 0), _toy(32, 1), config=config, on_epoch_end=curve)
+    untracked = fit(_model(), _toy(64, 0), _toy(32, 1), config=config)
+    assert len(curve.scores) == 4 and result.best_epoch == untracked.best_epoch
+    # without a validation split the model keeps its last weights: the last score is theirs
+    model = _model()
+    curve = EpochScores(model, held_out)
+    last = fit(model, _toy(64, 0), config=config, on_epoch_end=curve).model
+    assert curve.scores[-1] == evaluate(last, held_out).metrics["accuracy"]
+    epoch, score = curve.best()
+    assert score == max(curve.scores) and curve.scores.index(score) == epoch - 1
+    with pytest.raises(ValueError, match="no epoch was scored"):
+        EpochScores(model, held_out).best()

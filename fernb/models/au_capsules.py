@@ -58,7 +58,16 @@ from fernb.nn.capsules import (
 )
 from fernb.nn.vgg import StagedVGG, scaled_channels
 from fernb.tasks import CapsuleOutput, CapsuleTask, MultiLabelTask, au_targets
-from fernb.train import Batch, Classification, FitResult, TrainConfig, evaluate, fit, tensors
+from fernb.train import (
+    Batch,
+    Classification,
+    EpochScores,
+    FitResult,
+    TrainConfig,
+    evaluate,
+    fit,
+    tensors,
+)
 from fernb.utils import seed_everything
 
 __all__ = [
@@ -628,13 +637,16 @@ def cross_validate(
             epochs=chosen.epochs, batch_size=chosen.batch_size, lr=chosen.lr,
             select_metric=_METRIC[kind], seed=seed + fold, device=device, progress=progress,
         )  # fmt: skip
-        tracker = _BestOnTest(model, test, task, _METRIC[kind]) if track_test else None
+        tracker = EpochScores(model, test, task, _METRIC[kind]) if track_test else None
         result = fit(model, train, val, task, config, Augmentation(**chosen.augment),
                      on_epoch_end=tracker)  # fmt: skip
         model = result.model.cpu().eval()
         tested = evaluate(model, test, task, config.eval_batch_size, device="cpu")
         lengths = capsule_lengths(model, test["image"]) if head == "capsules" else None
-        best = tracker.best if tracker is not None else None
+        best = None
+        if tracker is not None:
+            epoch, value = tracker.best()
+            best = {"epoch": epoch, _METRIC[kind]: value}
         runs.append(FoldRun(fold, model, result, test_index, tested.scores, lengths, alpha, best))
     return runs
 
@@ -652,19 +664,6 @@ def _fit_val_test(
     train_index, test_index = positions
     fit_index, val_index = holdout_subjects(data, train_index, val_fraction, seed)
     return fit_index, val_index, np.asarray(test_index)
-
-
-class _BestOnTest:
-    """An ``on_epoch_end`` callback keeping the best test score over the epochs."""
-
-    def __init__(self, model: nn.Module, test: Batch, task, metric: str) -> None:
-        self.model, self.test, self.task, self.metric = model, test, task, metric
-        self.best: dict[str, float] = {}
-
-    def __call__(self, epoch: int, _row) -> None:
-        value = evaluate(self.model, self.test, self.task).metrics[self.metric]
-        if value > self.best.get(self.metric, -np.inf):
-            self.best = {"epoch": epoch, self.metric: value}
 
 
 def _n_outputs(data: FaceData, kind: TaskKind) -> int:

@@ -58,7 +58,17 @@ from fernb.nn.capsules import FCDecoder, PrimaryCapsules, RoutingCapsules, mask_
 from fernb.nn.vgg import StagedVGG, scaled_channels
 from fernb.results import RunRecord
 from fernb.tasks import CapsuleOutput, CapsuleTask
-from fernb.train import Batch, Classification, FitResult, Task, TrainConfig, evaluate, fit, tensors
+from fernb.train import (
+    Batch,
+    Classification,
+    EpochScores,
+    FitResult,
+    Task,
+    TrainConfig,
+    evaluate,
+    fit,
+    tensors,
+)
 from fernb.utils import seed_everything
 
 __all__ = [
@@ -678,11 +688,7 @@ def train_variant(
     model = build_model(variant, sizes, len(data.classes), data.channels, released)
     task = make_task(variant, released, sizes.batch_size)
     config = train_config(sizes, epochs, seed, device)
-    test_curve: list[float] = []
-
-    def track_test(epoch: int, row: dict) -> None:
-        test_curve.append(evaluate(model, test, task, config.eval_batch_size).metrics["accuracy"])
-
+    test_curve = EpochScores(model, test, task, batch_size=config.eval_batch_size)
     result = fit(
         model,
         train,
@@ -693,13 +699,13 @@ def train_variant(
         checkpoint_dir=_run_folder(
             checkpoint_root, data, sizes, variant, released, split, seed, config
         ),
-        on_epoch_end=track_test if released.test_selection else None,
+        on_epoch_end=test_curve if released.test_selection else None,
     )
     tested = evaluate(result.model, test, task, config.eval_batch_size)
     test_selected = None
-    if test_curve:
-        best = int(np.argmax(test_curve))
-        test_selected = {"accuracy": test_curve[best], "epoch": best + 1}
+    if test_curve.scores:
+        epoch, accuracy = test_curve.best()
+        test_selected = {"accuracy": accuracy, "epoch": epoch}
     return VariantRun(
         variant,
         released,

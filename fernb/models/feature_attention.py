@@ -35,8 +35,8 @@ weight decay 5e-4), lr / 10 at 50%, 75% and 90% of the epochs, cross-entropy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -56,6 +56,7 @@ from fernb.results import RunRecord
 from fernb.train import (
     Batch,
     Classification,
+    EpochScores,
     EvalResult,
     FitResult,
     TrainConfig,
@@ -713,14 +714,14 @@ class VariantResult:
         variant: the :func:`variant_spec` name.
         fit: what :func:`fernb.train.fit` returned (the val-selected model in ``fit.model``).
         test: the val-selected model on the test split (ten-crop averaged).
-        test_curve: test accuracy after every epoch (empty unless tracked). Its maximum is
-            the test-selected number of public FER2013 codes, an optimistic figure.
+        test_curve: test accuracy after every epoch (``None`` unless tracked). Its maximum
+            is the test-selected number of public FER2013 codes, an optimistic figure.
     """
 
     variant: str
     fit: FitResult
     test: EvalResult
-    test_curve: list[float] = field(default_factory=list)
+    test_curve: EpochScores | None = None
 
     def summary(self) -> dict:
         """One table row: the variant's switches, selected epoch, val and test accuracy."""
@@ -737,16 +738,15 @@ class VariantResult:
             "test accuracy": self.test.metrics["accuracy"],
             "wall time (s)": self.fit.wall_time_s,
         }
-        if self.test_curve:
+        if self.test_curve is not None:
             row["test accuracy, test-selected"] = self.test_selected()[1]
         return row
 
     def test_selected(self) -> tuple[int, float]:
         """(epoch, accuracy) of the best test accuracy over training (test-set selection)."""
-        if not self.test_curve:
+        if self.test_curve is None:
             raise ValueError("the test curve was not tracked (train_variant(track_test=True))")
-        best = int(np.argmax(self.test_curve))
-        return best + 1, self.test_curve[best]
+        return self.test_curve.best()
 
 
 def train_variant(
@@ -773,21 +773,12 @@ def train_variant(
         images_on(emotion.tensors(name), train_config.device) for name in ("train", "val", "test")
     )
     task = TenCropTask()
-    curve: list[float] = []
-
-    def score_test(epoch: int, row: Mapping[str, float]) -> None:
-        scores = evaluate(model, test, task, train_config.eval_batch_size, amp=train_config.amp)
-        curve.append(scores.metrics["accuracy"])
-
-    result = fit(
-        model,
-        train,
-        val,
-        task,
-        train_config,
-        Augmentation(crop=CROP),
-        on_epoch_end=score_test if track_test else None,
-    )
+    curve = None
+    if track_test:
+        curve = EpochScores(
+            model, test, task, batch_size=train_config.eval_batch_size, amp=train_config.amp
+        )
+    result = fit(model, train, val, task, train_config, Augmentation(crop=CROP), on_epoch_end=curve)
     tested = evaluate(result.model, test, task, train_config.eval_batch_size, amp=train_config.amp)
     return VariantResult(variant, result, tested, curve)
 
@@ -835,7 +826,7 @@ def variant_records(
     metrics = emotion_metrics(run.test, emotion.data.classes)
     metrics |= {"val_accuracy": run.fit.best_metrics["accuracy"], "epoch": run.fit.best_epoch}
     records = [RunRecord(**common, selection="val", metrics=metrics)]
-    if run.test_curve:
+    if run.test_curve is not None:
         epoch, accuracy = run.test_selected()
         records.append(
             RunRecord(**common, selection="test", metrics={"accuracy": accuracy, "epoch": epoch})
