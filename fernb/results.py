@@ -295,6 +295,9 @@ def write_record(
 def read_records(root: Path | str | None = None, paper: str | None = None) -> pd.DataFrame:
     """All records under ``root`` (default :func:`results_root`), or one paper's.
 
+    Only the folders of :data:`PAPERS` hold records; other folders (``benchmarks``) are
+    left alone.
+
     One row per record, in path order, with the record's fields, its metrics flattened to
     ``metrics.<key>[.<key>]`` columns, and ``path``. A record that does not validate raises,
     naming its file.
@@ -302,8 +305,11 @@ def read_records(root: Path | str | None = None, paper: str | None = None) -> pd
     if paper is not None and paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}; expected one of {PAPERS}")
     folder = Path(root) if root is not None else results_root()
+    paths = [
+        path for name in ([paper] if paper else PAPERS) for path in (folder / name).glob("*.json")
+    ]
     rows = []
-    for path in sorted(folder.glob(f"{paper or '*'}/*.json")):
+    for path in sorted(paths):
         try:
             record = RunRecord.from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError) as error:

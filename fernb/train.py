@@ -43,9 +43,11 @@ __all__ = [
     "FitResult",
     "Task",
     "TrainConfig",
+    "autocast",
     "batches",
     "evaluate",
     "fit",
+    "make_optimizer",
     "tensors",
 ]
 
@@ -219,7 +221,7 @@ def evaluate(
     scores, total_loss = [], 0.0
     for batch in batches(split, batch_size):
         batch = _prepare(batch, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             outputs = task.forward(model, batch)
             total_loss += float(task.loss(outputs, batch)) * len(batch["image"])
         scores.append(task.scores(outputs).float().cpu())
@@ -317,7 +319,7 @@ def fit(
     raw = model.to(device)
     if config.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(raw, config)
+    optimizer = make_optimizer(raw, config)
     scheduler = _scheduler(optimizer, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     augmentation = torch.Generator().manual_seed(config.seed + 1)
@@ -342,7 +344,7 @@ def fit(
                 batch = prepare_augment(batch, augmentation)
             if config.channels_last and batch["image"].ndim == 4:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-            with _autocast(device, config.amp):
+            with autocast(device, config.amp):
                 loss = task.loss(task.forward(network, batch), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -451,7 +453,9 @@ def _augmenter(augment) -> Callable[[Batch, torch.Generator], Batch] | None:
     return apply
 
 
-def _autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool):
+    """The precision :func:`fit` and :func:`evaluate` run in: bf16 autocast on CUDA when
+    ``amp``, otherwise (and always on the CPU) a disabled context, i.e. fp32."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
@@ -477,7 +481,8 @@ def _device(requested: str, world: int) -> torch.device:
     return device
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser :func:`fit` builds from ``config`` for the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(

@@ -126,6 +126,9 @@ def test_read_records_flattens_metrics_and_filters_by_paper(tmp_path: Path) -> N
     assert e2["metrics.per_class_accuracy.anger"].isna().sum() == 1  # seed 1 did not record it
     assert read_records(tmp_path, paper="au_capsules")["metrics.f1.AU1"].tolist() == [0.4]
     assert read_records(tmp_path / "empty").empty
+    (tmp_path / "benchmarks").mkdir()  # not a paper's folder: not records
+    (tmp_path / "benchmarks" / "speed.json").write_text('{"images_per_second": 1}')
+    assert len(read_records(tmp_path)) == 3
     with pytest.raises(ValueError, match="unknown paper"):
         read_records(tmp_path, paper="nope")
 
