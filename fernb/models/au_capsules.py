@@ -562,9 +562,9 @@ class FoldRun:
         model: the validation-selected network (on the CPU, eval mode).
         fit: what :func:`fernb.train.fit` returned (history, best epoch, wall time).
         test_index: positions of the test images in the dataset.
-        scores: the task's test scores, (n_test, n_classes): capsule lengths (AUs), their
-            softmax (expressions), the CNN's sigmoid probabilities (AUs) or logits
-            (expressions).
+        scores: the task's test scores, (n_test, n_classes): capsule lengths (AUs and,
+            by default, expressions; their softmax with ``softmax_lengths``), the CNN's
+            sigmoid probabilities (AUs) or logits (expressions).
         lengths: raw class-capsule lengths of the test images (capsule networks only).
         recon_weight: the balanced alpha (capsule networks only).
         test_selected: ``{"epoch": e, metric: value}``, the best test score over the
