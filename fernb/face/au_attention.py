@@ -143,7 +143,10 @@ def paint_centres(
     on every pixel ``c + (dx, dy)`` with ``|dx|, |dy| <= floor(7 * map_size / 100)``:
     distances are measured on the 100 grid, so ``map_size`` sets the resolution and leaves
     the areas' extent on the face unchanged (at 100: the paper's 15 x 15 areas, 1 at the
-    centre, 0.65 at (dx, dy) = (2, 3), 0.02 at the corners). Overlaps take the maximum;
+    centre, 0.65 at (dx, dy) = (2, 3), 0.02 at the corners). A fixed 15 x 15 window at
+    every ``map_size`` would agree at 100 and shrink the areas on the face at larger maps
+    (a 224 map would paint areas of 7% of the face instead of 15%); the paper draws only the
+    100 grid. Overlaps take the maximum;
     pixels outside the map are skipped; centres with a NaN or infinite coordinate paint
     nothing.
 
