@@ -1,6 +1,6 @@
 """SynthFACS: procedural grayscale faces with exact action-unit ground truth.
 
-The default dataset of every notebook: no download, thousands of faces per second on one
+The default dataset of every notebook: no download, about a thousand faces per second on one
 CPU core, and the exact intensity of every action unit (AU), which no real dataset here
 has. Each image is drawn from a person (:class:`fernb.face.facs.Identity`), an expression
 (AU intensities on the FACS 0-5 scale) and nuisances (pose, lighting, blur, noise,
