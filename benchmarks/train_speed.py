@@ -75,7 +75,6 @@ from fernb.speed import (
     measurement_table,
     peak_bf16_tflops,
     peak_fraction,
-    write_json,
 )
 from fernb.train import (
     Batch,
@@ -87,7 +86,7 @@ from fernb.train import (
     make_optimizer,
     tensors,
 )
-from fernb.utils import choose_device, environment_summary, seed_everything
+from fernb.utils import choose_device, environment_summary, seed_everything, write_json_atomic
 
 MODELS = ("vgg19", "e2capsnet")
 CACHE = Path(__file__).resolve().parents[1] / "cache"
@@ -634,7 +633,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = measurement(args)
     print(summary(record))
     if args.out is not None:
-        print(f"written: {write_json(args.out, record)}")
+        print(f"written: {write_json_atomic(args.out, record)}")
     return record
 
 

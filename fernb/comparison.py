@@ -57,7 +57,7 @@ from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention
 from fernb.models.e2capsnet import Split
 from fernb.results import RunRecord, write_record
 from fernb.train import FitResult
-from fernb.utils import choose_device, seed_everything
+from fernb.utils import choose_device, device_label, seed_everything
 
 __all__ = [
     "EXPERIMENT",
@@ -71,7 +71,6 @@ __all__ = [
     "Tested",
     "clip_parts",
     "comparison_splits",
-    "device_name",
     "method_table",
     "paired_differences",
     "records_table",
@@ -331,13 +330,6 @@ def run_metrics(tested: Tested, classes: Sequence[str]) -> dict:
     }
 
 
-def device_name(device: torch.device) -> str:
-    """The device in words for a record, e.g. ``"cuda:0 (NVIDIA H200)"`` or ``"cpu"``."""
-    if device.type != "cuda":
-        return str(device)
-    return f"{device} ({torch.cuda.get_device_name(device)})"
-
-
 def run_method(
     name: str, inputs: ProtocolData, split: Split, setting: Setting, protocol: str, device: str
 ) -> tuple[RunRecord, Tested]:
@@ -396,7 +388,7 @@ def run_comparison(
         "validation accuracy"
     )
     inputs = ProtocolData(data, cache_dir)
-    described = device_name(chosen)
+    described = device_label(chosen)
     records = []
     for split in splits:
         for seed in seeds:

@@ -17,7 +17,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from fernb.metrics import aggregate
-from fernb.utils import git_commit
+from fernb.utils import git_commit, write_json_atomic
 
 __all__ = [
     "LOADED_COMMIT",
@@ -271,25 +270,10 @@ def write_record(
     path = folder / record.paper / f"{name}.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace that record")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{name}.", suffix=".tmp", delete=False
-    ) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
     try:
-        if overwrite:
-            os.replace(handle.name, path)
-        else:
-            os.link(handle.name, path)
+        return write_json_atomic(path, record.to_dict(), overwrite=overwrite)
     except FileExistsError:
         raise FileExistsError(f"{path} was written meanwhile by another run") from None
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-    return path
 
 
 def read_records(root: Path | str | None = None, paper: str | None = None) -> pd.DataFrame:

@@ -19,8 +19,6 @@ the book reports (the performance page reads the JSON files it writes with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +42,6 @@ __all__ = [
     "peak_bf16_tflops",
     "peak_fraction",
     "read_measurements",
-    "write_json",
 ]
 
 #: Forward-pass equivalents of one training step (forward + backward ~ 2 x forward).
@@ -160,24 +157,6 @@ def format_rate(images_per_second: float) -> str:
     if images_per_second >= 100:
         return f"{images_per_second:,.0f}"
     return f"{images_per_second:.3g}"
-
-
-def write_json(path: Path | str, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (a temporary file in the same folder,
-    then ``os.replace``): a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        handle.write(text)
-    try:
-        os.replace(handle.name, path)
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-    return path
 
 
 def read_measurements(folder: Path | str) -> list[dict[str, Any]]:

@@ -1,11 +1,13 @@
-"""Small shared helpers: seeding, device choice and the book's plot style."""
+"""Small shared helpers: seeding, device choice, the book's plot style, atomic JSON files."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ import torch
 
 __all__ = [
     "choose_device",
+    "device_label",
     "environment_summary",
     "git_commit",
     "seed_everything",
     "set_plot_style",
+    "write_json_atomic",
 ]
 
 
@@ -65,6 +69,14 @@ def choose_device(device: str = "auto") -> torch.device:
                 "CUDA device(s) are visible"
             )
     return chosen
+
+
+def device_label(device: torch.device | str) -> str:
+    """The device as a run record names it: ``"cpu"``, or ``"cuda:0 (NVIDIA H200)"``."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return str(device)
+    return f"{device} ({torch.cuda.get_device_name(device)})"
 
 
 def set_plot_style() -> None:
@@ -125,3 +137,29 @@ def environment_summary(device: str = "auto") -> dict[str, Any]:
         ),
         "cpu_threads": torch.get_num_threads(),
     }
+
+
+def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Path:
+    """Write ``data`` as JSON (finite numbers only) to ``path`` so that a reader sees the old
+    file or the new one, never half of one: a temporary file in the same folder, flushed to
+    disk, then moved into place. Without ``overwrite`` the move is a hard link, which raises
+    :class:`FileExistsError` if ``path`` exists, even when another process took it meanwhile.
+    """
+    path = Path(path)
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        if overwrite:
+            os.replace(handle.name, path)
+        else:
+            os.link(handle.name, path)
+    finally:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+    return path

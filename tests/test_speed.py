@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from fernb import speed
+from fernb.utils import write_json_atomic
 
 
 def test_forward_flops_count_a_convolution_and_a_linear_layer_by_hand() -> None:
@@ -93,17 +93,6 @@ def test_format_rate_keeps_three_significant_digits_below_100(rate: float, shown
     assert speed.format_rate(rate) == shown
 
 
-def test_write_json_replaces_atomically_and_leaves_no_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "m.json"
-    speed.write_json(path, {"a": 1})
-    speed.write_json(path, {"a": 2, "b": [1.5, None]})
-    assert json.loads(path.read_text()) == {"a": 2, "b": [1.5, None]}
-    with pytest.raises(ValueError):
-        speed.write_json(path, {"a": math.nan})  # not JSON: the old file stays as it was
-    assert json.loads(path.read_text())["a"] == 2
-    assert [p.name for p in path.parent.iterdir()] == ["m.json"]
-
-
 def _record(fraction: float | None) -> dict:
     pipeline = {"precision": "fp32", "achieved_tflops": 0.5, "fraction_of_peak": fraction}
     schedules = {"goal": {"total_s": 600.0}}
@@ -123,8 +112,8 @@ def _record(fraction: float | None) -> dict:
 
 
 def test_measurement_table_has_a_row_per_pipeline_with_its_ratio(tmp_path: Path) -> None:
-    speed.write_json(tmp_path / "train_speed-x.json", _record(None))
-    speed.write_json(tmp_path / "other.json", {"not": "a measurement"})
+    write_json_atomic(tmp_path / "train_speed-x.json", _record(None))
+    write_json_atomic(tmp_path / "other.json", {"not": "a measurement"})
     table = speed.measurement_table(speed.read_measurements(tmp_path))
     assert list(table["pipeline"]) == ["dataloader", "fernb"]
     assert list(table["ratio"]) == [1.0, 4.0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import subprocess
 from pathlib import Path
@@ -10,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from fernb.utils import choose_device, environment_summary, git_commit, seed_everything
+from fernb.utils import (
+    choose_device,
+    device_label,
+    environment_summary,
+    git_commit,
+    seed_everything,
+    write_json_atomic,
+)
 
 
 def _draw() -> tuple[float, np.ndarray, torch.Tensor]:
@@ -101,3 +110,22 @@ def test_environment_summary_describes_the_chosen_device() -> None:
     assert summary["device"] == "cpu"
     assert summary["torch"] == torch.__version__
     assert summary["cpu_threads"] == torch.get_num_threads()
+
+
+def test_write_json_atomic_replaces_or_refuses_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "m.json"
+    write_json_atomic(path, {"a": 1})
+    write_json_atomic(path, {"a": 2, "b": [1.5, None]})
+    assert json.loads(path.read_text()) == {"a": 2, "b": [1.5, None]}
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"a": math.nan})  # not JSON: the old file stays as it was
+    with pytest.raises(FileExistsError):
+        write_json_atomic(path, {"a": 3}, overwrite=False)
+    assert json.loads(path.read_text())["a"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["m.json"]
+
+
+def test_device_label_names_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert device_label("cpu") == device_label(torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU of {device}")
+    assert device_label("cuda:1") == "cuda:1 (GPU of cuda:1)"
