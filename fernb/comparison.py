@@ -375,7 +375,8 @@ def run_comparison(
     (:func:`comparison_splits`: ``folds`` folds of which ``run_folds`` are run, or the
     official split) for each of ``seeds``. With ``results_dir`` each (method, fold, seed)
     is written as a :class:`~fernb.results.RunRecord` of paper ``"comparison"`` (variant:
-    the method, file name ending in ``_<preset>``). Returns one row per run, in
+    the method, file name ending in ``_<preset>_<epochs>-epochs``, so runs of one method
+    under two budgets are both kept). Returns one row per run, in
     :func:`records_table`'s columns.
     """
     unknown = sorted(set(methods) - set(METHODS))
@@ -396,7 +397,7 @@ def run_comparison(
             for name in methods:
                 record, _ = run_method(name, inputs, split, setting, protocol, described)
                 if results_dir is not None:
-                    file_name = f"{record.name}_{preset}"
+                    file_name = f"{record.name}_{preset}_{epochs}-epochs"
                     write_record(record, root=results_dir, name=file_name, overwrite=overwrite)
                 records.append(record.to_dict())
     return records_table(pd.json_normalize(records, sep="."))

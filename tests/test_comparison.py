@@ -163,7 +163,7 @@ def test_run_comparison_writes_one_record_per_method_fold_and_seed(clips, tmp_pa
     records = read_records(tmp_path, paper="comparison")
     assert len(records) == len(table) == 4
     assert sorted(Path(p).name for p in records["path"]) == sorted(
-        f"{EXPERIMENT}_{m}_synthetic_fold-1_seed-{s}_val-selected_cpu.json"
+        f"{EXPERIMENT}_{m}_synthetic_fold-1_seed-{s}_val-selected_cpu_1-epochs.json"
         for m in methods
         for s in (0, 1)
     )
