@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -86,7 +85,13 @@ from fernb.train import (
     make_optimizer,
     tensors,
 )
-from fernb.utils import choose_device, environment_summary, seed_everything, write_json_atomic
+from fernb.utils import (
+    choose_device,
+    cpu_name,
+    environment_summary,
+    seed_everything,
+    write_json_atomic,
+)
 
 MODELS = ("vgg19", "e2capsnet")
 CACHE = Path(__file__).resolve().parents[1] / "cache"
@@ -454,17 +459,6 @@ def measure(
         },
         "ratio": fernb_rate / common_rate,
     }
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

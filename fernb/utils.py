@@ -16,6 +16,7 @@ import torch
 
 __all__ = [
     "choose_device",
+    "cpu_name",
     "device_label",
     "environment_summary",
     "git_commit",
@@ -69,6 +70,17 @@ def choose_device(device: str = "auto") -> torch.device:
                 "CUDA device(s) are visible"
             )
     return chosen
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_label(device: torch.device | str) -> str:
@@ -133,7 +145,7 @@ def environment_summary(device: str = "auto") -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "device": str(chosen),
         "device_name": (
-            torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else platform.machine()
+            torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else cpu_name()
         ),
         "cpu_threads": torch.get_num_threads(),
     }

@@ -14,6 +14,7 @@ import torch
 
 from fernb.utils import (
     choose_device,
+    cpu_name,
     device_label,
     environment_summary,
     git_commit,
@@ -110,6 +111,23 @@ def test_environment_summary_describes_the_chosen_device() -> None:
     assert summary["device"] == "cpu"
     assert summary["torch"] == torch.__version__
     assert summary["cpu_threads"] == torch.get_num_threads()
+    assert summary["device_name"] == cpu_name()
+
+
+def test_cpu_name_reads_cpuinfo_or_falls_back_to_platform(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 2.0GHz\nflags\t: sse\n")
+    real_path = Path
+    monkeypatch.setattr(
+        "fernb.utils.Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert cpu_name() == "Test CPU @ 2.0GHz"
+    cpuinfo.unlink()  # unreadable: what platform knows
+    monkeypatch.setattr("platform.processor", lambda: "")
+    monkeypatch.setattr("platform.machine", lambda: "riscv64")
+    assert cpu_name() == "riscv64"
 
 
 def test_write_json_atomic_replaces_or_refuses_and_leaves_no_temporary_file(tmp_path: Path) -> None:

@@ -688,7 +688,11 @@ def train_variant(
     model = build_model(variant, sizes, len(data.classes), data.channels, released)
     task = make_task(variant, released, sizes.batch_size)
     config = train_config(sizes, epochs, seed, device)
-    test_curve = EpochScores(model, test, task, batch_size=config.eval_batch_size)
+    test_curve = (
+        EpochScores(model, test, task, batch_size=config.eval_batch_size)
+        if released.test_selection
+        else None
+    )
     result = fit(
         model,
         train,
@@ -699,11 +703,11 @@ def train_variant(
         checkpoint_dir=_run_folder(
             checkpoint_root, data, sizes, variant, released, split, seed, config
         ),
-        on_epoch_end=test_curve if released.test_selection else None,
+        on_epoch_end=test_curve,
     )
     tested = evaluate(result.model, test, task, config.eval_batch_size)
     test_selected = None
-    if test_curve.scores:
+    if test_curve is not None and test_curve.scores:
         epoch, accuracy = test_curve.best()
         test_selected = {"accuracy": accuracy, "epoch": epoch}
     return VariantRun(
