@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,27 @@ def test_run_comparison_writes_one_record_per_method_fold_and_seed(clips, tmp_pa
         run_comparison(clips, ["vgg16"], folds=3, run_folds=[1], epochs=1, results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown methods"):
         run_comparison(clips, ["resnet"], folds=3)
+
+
+def test_an_official_split_is_the_one_split_and_clips_are_single_images(tmp_path) -> None:
+    """FER2013's protocol: Training / PublicTest (selection) / PrivateTest, one run per seed."""
+    still = load("synthetic", n_subjects=6, samples_per_subject=6, classes=CLASSES)
+    person = np.unique(still.subjects, return_inverse=True)[1]
+    usage = np.select([person <= 3, person == 4], ["train", "val"], "test")
+    official = replace(still, split=usage)
+    protocol, splits = comparison_splits(official, folds=3, run_folds=[2])  # folds: ignored
+    assert protocol.startswith("official split") and len(splits) == 1
+    (split,) = splits
+    assert split.fold is None
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(split, name), np.flatnonzero(usage == name))
+    methods = ["vgg16", "capsule_lstm"]
+    table = run_comparison(official, methods, epochs=1, device="cpu", results_dir=tmp_path)
+    assert table["fold"].isna().all() and set(table["method"]) == set(methods)
+    assert (table["n_test"] == len(split.test)).all()  # Capsule-LSTM: one 1-frame clip each
+    assert sorted(p.name for p in tmp_path.rglob("*.json")) == sorted(
+        f"{EXPERIMENT}_{m}_synthetic_seed-0_val-selected_cpu_1-epochs.json" for m in methods
+    )
 
 
 def _hand_table() -> pd.DataFrame:
