@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from fernb.metrics import aggregate
-from fernb.utils import git_commit, write_json_atomic
+from fernb.utils import source_commit, write_json_atomic
 
 __all__ = [
     "LOADED_COMMIT",
@@ -70,8 +70,9 @@ OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook"})
 #: its executed copy will be kept.
 RUN_NOTEBOOK_VARIABLE = "FERNB_RUN_NOTEBOOK"
 
-#: The commit checked out when this module was imported: what a run's code came from.
-LOADED_COMMIT: str | None = git_commit()
+#: The commit checked out when this module was imported: what a run's code came from
+#: (:func:`fernb.utils.source_commit`).
+LOADED_COMMIT: str | None = source_commit()
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 

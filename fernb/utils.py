@@ -22,6 +22,7 @@ __all__ = [
     "git_commit",
     "seed_everything",
     "set_plot_style",
+    "source_commit",
     "write_json_atomic",
 ]
 
@@ -131,6 +132,17 @@ def git_commit(path: Path | str | None = None) -> str | None:
     return f"{commit}+dirty" if dirty else commit
 
 
+#: Names the commit of a copy of the source made without its git repository (the working
+#: tree sent to a lent GPU machine); read only where git itself cannot say.
+COMMIT_VARIABLE = "FERNB_COMMIT"
+
+
+def source_commit() -> str | None:
+    """The commit of the fernb source: :func:`git_commit`'s, else the value of the
+    ``FERNB_COMMIT`` environment variable, else None."""
+    return git_commit() or os.environ.get(COMMIT_VARIABLE) or None
+
+
 def environment_summary(device: str = "auto") -> dict[str, Any]:
     """Describe where a run happens: versions, the device and its name, and the commit."""
     from fernb import __version__
@@ -138,7 +150,7 @@ def environment_summary(device: str = "auto") -> dict[str, Any]:
     chosen = choose_device(device)
     return {
         "fernb": __version__,
-        "commit": git_commit(),
+        "commit": source_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,

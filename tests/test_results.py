@@ -264,5 +264,5 @@ def test_records_name_the_commit_the_process_started_from(monkeypatch) -> None:
     import fernb.results
 
     monkeypatch.setattr(fernb.results, "LOADED_COMMIT", "0123abc")
-    monkeypatch.setattr(fernb.results, "git_commit", lambda *a: "later")
+    monkeypatch.setattr(fernb.results, "source_commit", lambda: "later")
     assert _record().commit == "0123abc"

@@ -19,6 +19,7 @@ from fernb.utils import (
     environment_summary,
     git_commit,
     seed_everything,
+    source_commit,
     write_json_atomic,
 )
 
@@ -104,6 +105,17 @@ def test_git_commit_matches_git(repo_root: Path) -> None:
 
 def test_git_commit_outside_a_repository_is_none(tmp_path: Path) -> None:
     assert git_commit(tmp_path) is None
+
+
+def test_source_commit_is_gits_else_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, repo_root: Path
+) -> None:
+    monkeypatch.setenv("FERNB_COMMIT", "abc123")
+    assert source_commit() == git_commit(repo_root)  # git knows: the variable is not read
+    monkeypatch.setattr("fernb.utils.git_commit", lambda: None)  # a copy without .git
+    assert source_commit() == "abc123"
+    monkeypatch.delenv("FERNB_COMMIT")
+    assert source_commit() is None
 
 
 def test_environment_summary_describes_the_chosen_device() -> None:
