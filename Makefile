@@ -27,9 +27,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m fernb env
 	touch $@
 
+# Pages that read the recorded runs (book/results/, book/runs/) keep their code when only a
+# record changes, so Sphinx and jupyter-cache would keep their old outputs: a record newer
+# than the last build starts the build afresh.
+RECORDS_STAMP := _build/.records-built
+
 book: install
+	if [ ! -e $(RECORDS_STAMP) ] || [ -n "$$(find book/results book/runs -newer $(RECORDS_STAMP) -print -quit)" ]; \
+		then rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
 	$(BIN)/python -m fernb book check .
+	touch $(RECORDS_STAMP)
 
 lint: install
 	$(BIN)/ruff check .
