@@ -65,7 +65,7 @@ PAPER_SELECTIONS: tuple[str, ...] = ("val", "test", "last", "unknown")
 RUN_KEYS: tuple[str, ...] = ("paper", "experiment", "variant", "dataset", "protocol", "selection")
 
 #: Record fields that files written before they existed may lack.
-OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook"})
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook", "data_options"})
 #: The environment variable through which ``fernb run`` tells a notebook's records where
 #: its executed copy will be kept.
 RUN_NOTEBOOK_VARIABLE = "FERNB_RUN_NOTEBOOK"
@@ -101,6 +101,16 @@ def _fernb_version() -> str:
     from fernb import __version__
 
     return __version__
+
+
+def _json_data(what: str, value: object) -> dict:
+    """``value``, a non-empty dict, as JSON would give it back (tuples become lists)."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{what} must be a non-empty dict or None, got {value!r}")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be JSON data: {error}") from error
 
 
 def _check_name(what: str, value: object) -> None:
@@ -168,6 +178,9 @@ class RunRecord:
         notebook: the executed notebook of the run, relative to the checkout, e.g.
             ``"book/runs/e2capsnet/ablation-ckplus48-cpu.ipynb"`` (default: what
             ``fernb run`` put in :data:`RUN_NOTEBOOK_VARIABLE`; ``None`` outside it).
+        data_options: what the data was made with where ``dataset`` alone does not say it
+            (the synthetic generator's configuration: people, faces, difficulty, classes,
+            seed), as JSON data; ``None`` where the name is enough (a real dataset's files).
     """
 
     paper: str
@@ -186,6 +199,7 @@ class RunRecord:
     fernb_version: str = field(default_factory=_fernb_version)
     created: str = field(default_factory=_now)
     notebook: str | None = field(default_factory=lambda: os.environ.get(RUN_NOTEBOOK_VARIABLE))
+    data_options: dict | None = None
 
     def __post_init__(self) -> None:
         if self.paper not in PAPERS:
@@ -205,6 +219,8 @@ class RunRecord:
             if not (value is None or (isinstance(value, str) and value)):
                 raise ValueError(f"{what} must be a non-empty string or None, got {value!r}")
         set_field = object.__setattr__  # frozen: normalise once, here
+        if self.data_options is not None:
+            set_field(self, "data_options", _json_data("data_options", self.data_options))
         set_field(self, "fold", _count("fold", self.fold, optional=True))
         set_field(self, "seed", _count("seed", self.seed))
         set_field(self, "epochs", _count("epochs", self.epochs))

@@ -73,6 +73,9 @@ def test_a_record_knows_where_and_when_it_ran() -> None:
         ({"created": "2024-01-01T10:00:00+02:00"}, "UTC"),
         ({"created": "yesterday"}, "ISO 8601"),
         ({"notebook": ""}, "notebook must be"),
+        ({"data_options": {}}, "data_options must be a non-empty dict"),
+        ({"data_options": {"difficulty": float("nan")}}, "data_options must be JSON data"),
+        ({"data_options": {"size": object()}}, "data_options must be JSON data"),
     ],
 )
 def test_invalid_records_are_refused(changes: dict, message: str) -> None:
@@ -147,6 +150,22 @@ def test_a_record_names_the_notebook_fernb_run_executes(tmp_path: Path, monkeypa
     assert read_records(tmp_path)["notebook"].isna().all()
     with pytest.raises(ValueError, match=r"missing record fields: \['seed'\]"):
         RunRecord.from_dict({k: v for k, v in older.items() if k != "seed"})
+
+
+def test_data_options_round_trip_as_json_and_older_records_have_none(tmp_path: Path) -> None:
+    options = {"difficulty": 0.25, "classes": ("anger", "fear"), "n_subjects": 60}
+    record = _record(dataset="synthetic", data_options=options)
+    assert record.data_options == {
+        "difficulty": 0.25,
+        "classes": ["anger", "fear"],
+        "n_subjects": 60,
+    }
+    path = write_record(record, root=tmp_path)
+    assert RunRecord.from_dict(json.loads(path.read_text())) == record
+    assert read_records(tmp_path)["data_options.difficulty"].tolist() == [0.25]
+    older = {k: v for k, v in record.to_dict().items() if k != "data_options"}
+    assert RunRecord.from_dict(older).data_options is None
+    assert _record().data_options is None
 
 
 def test_read_records_names_a_bad_file(tmp_path: Path) -> None:
