@@ -29,6 +29,11 @@ absolute path of --results-dir, default book/results) and overwrite (--force). A
 writes its run records with fernb.results.write_record(record, root=results_dir,
 overwrite=overwrite), and writes none when results_dir is None, its default in the book
 build. Each record names the executed notebook it came from (its notebook field).
+
+Each record also names the commit of the code it ran, so a run is refused while tracked
+files of the fernb checkout have uncommitted changes (the record would say <commit>+dirty,
+code that no commit holds): commit first, or pass --allow-dirty to record such a run anyway.
+Do not change tracked files until the notebook has imported fernb (its first code cells).
 """
 
 
@@ -100,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     import papermill
 
     from fernb.results import RUN_NOTEBOOK_VARIABLE
+    from fernb.utils import git_commit
 
     notebook = args.notebook.resolve()
     if not notebook.is_file():
@@ -117,6 +123,15 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"{notebook.name} has no parameter {', '.join(unknown)}; its parameters cell "
             f"declares: {', '.join(declared) or 'nothing'}",
+            file=sys.stderr,
+        )
+        return 1
+    commit = git_commit()
+    if commit is not None and commit.endswith("+dirty") and not args.allow_dirty:
+        print(
+            "the fernb checkout has uncommitted changes to tracked files (git status): its "
+            f"records would name the code {commit}, which no commit holds. Commit them first, "
+            "or pass --allow-dirty to record the run anyway.",
             file=sys.stderr,
         )
         return 1
@@ -208,6 +223,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--tag", help="name suffix of the executed notebook (default: from -p)")
     run.add_argument("--force", action="store_true", help="replace a run recorded already")
+    run.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run although tracked files have uncommitted changes (records say +dirty)",
+    )
     run.add_argument(
         "--results-dir", type=Path, default=None, help="for the records (default: book/results)"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fernb import utils
 from fernb.cli import main
 from fernb.results import RUN_NOTEBOOK_VARIABLE
 
@@ -28,6 +29,12 @@ echo = {"seed": seed, "lr": lr, "name": name, "flag": flag, "overwrite": overwri
 echo.update(python=sys.executable, cwd=str(Path.cwd()))
 Path(results_dir, "echo.json").write_text(json.dumps(echo))
 """
+
+
+@pytest.fixture(autouse=True)
+def clean_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs start from a committed checkout, whatever state this one is in."""
+    monkeypatch.setattr(utils, "git_commit", lambda: "0123abc")
 
 
 def _notebook(path: Path, code: str = ECHO) -> Path:
@@ -105,6 +112,21 @@ def test_run_refuses_parameters_the_notebook_does_not_declare(
     assert main(["run", str(notebook), "-p", "epoch", "3"]) == 1
     assert "no parameter epoch" in capsys.readouterr().err
     assert not (tmp_path / "book" / "runs").exists()
+
+
+def test_run_refuses_uncommitted_code_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = _notebook(tmp_path / "book" / "chapter" / "tiny.ipynb")
+    monkeypatch.setattr(utils, "git_commit", lambda: "0123abc+dirty")
+    assert main(["run", str(notebook), "--tag", "t"]) == 1
+    error = capsys.readouterr().err
+    assert "0123abc+dirty" in error and "--allow-dirty" in error
+    assert not (tmp_path / "book" / "runs").exists()
+    assert main(["run", str(notebook), "--tag", "t", "--allow-dirty"]) == 0
+    assert (tmp_path / "book/runs/chapter/tiny-t.ipynb").is_file()
+    monkeypatch.setattr(utils, "git_commit", lambda: None)  # not a git checkout: nothing to tell
+    assert main(["run", str(notebook), "--tag", "u"]) == 0
 
 
 def test_run_needs_an_existing_notebook_in_a_book(
