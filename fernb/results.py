@@ -28,6 +28,7 @@ from fernb.metrics import aggregate
 from fernb.utils import source_commit, write_json_atomic
 
 __all__ = [
+    "COMMIT_STATES",
     "LOADED_COMMIT",
     "OPTIONAL_FIELDS",
     "PAPERS",
@@ -38,6 +39,7 @@ __all__ = [
     "SELECTIONS",
     "PaperNumber",
     "RunRecord",
+    "commit_states",
     "compare",
     "paper_tables",
     "read_records",
@@ -321,6 +323,27 @@ def read_records(root: Path | str | None = None, paper: str | None = None) -> pd
     if not rows:
         return pd.DataFrame(columns=[f.name for f in fields(RunRecord)] + ["path"])
     return pd.json_normalize(rows, sep=".")
+
+
+#: :func:`commit_states`' columns: what the commit field of a record says of its code.
+COMMIT_STATES: tuple[str, ...] = ("committed", "uncommitted changes", "unknown")
+
+
+def commit_states(records: pd.DataFrame) -> pd.DataFrame:
+    """Records per paper whose ``commit`` names committed code, a commit plus uncommitted
+    changes (``<sha>+dirty``: the code differed from that commit, how is not recorded), or
+    nothing (``None``: run outside a git checkout without ``FERNB_COMMIT``).
+
+    ``records`` is :func:`read_records`' table; one row per paper, a column per state of
+    :data:`COMMIT_STATES` and ``total``.
+    """
+    commit = records["commit"]
+    state = pd.Series("committed", index=records.index)
+    state[commit.isna()] = "unknown"
+    state[commit.fillna("").str.endswith("+dirty")] = "uncommitted changes"
+    counts = pd.crosstab(records["paper"], state).reindex(columns=COMMIT_STATES, fill_value=0)
+    counts.columns.name = None
+    return counts.assign(total=counts.sum(axis=1))
 
 
 def _metric_column(df: pd.DataFrame, metric: str) -> str:

@@ -12,11 +12,13 @@ import pytest
 
 import fernb
 from fernb.results import (
+    COMMIT_STATES,
     LOADED_COMMIT,
     PAPER_TABLES,
     PAPERS,
     RUN_NOTEBOOK_VARIABLE,
     RunRecord,
+    commit_states,
     compare,
     paper_tables,
     read_records,
@@ -166,6 +168,19 @@ def test_data_options_round_trip_as_json_and_older_records_have_none(tmp_path: P
     older = {k: v for k, v in record.to_dict().items() if k != "data_options"}
     assert RunRecord.from_dict(older).data_options is None
     assert _record().data_options is None
+
+
+def test_commit_states_count_clean_dirty_and_unknown_commits_per_paper() -> None:
+    records = pd.DataFrame(
+        {
+            "paper": ["e2capsnet", "e2capsnet", "e2capsnet", "comparison", "comparison"],
+            "commit": ["a1b2", "a1b2+dirty", None, "c3d4", "c3d4"],
+        }
+    )
+    states = commit_states(records)
+    assert list(states.columns) == [*COMMIT_STATES, "total"]
+    assert states.loc["e2capsnet"].tolist() == [1, 1, 1, 3]
+    assert states.loc["comparison"].tolist() == [2, 0, 0, 2]
 
 
 def test_read_records_names_a_bad_file(tmp_path: Path) -> None:
