@@ -182,7 +182,9 @@ class RunRecord:
             ``fernb run`` put in :data:`RUN_NOTEBOOK_VARIABLE`; ``None`` outside it).
         data_options: what the data was made with where ``dataset`` alone does not say it
             (the synthetic generator's configuration: people, faces, difficulty, classes,
-            seed), as JSON data; ``None`` where the name is enough (a real dataset's files).
+            seed), as JSON data. ``None`` where the name is enough (a real dataset's files)
+            or where the run did not record it (records older than this field, chapter
+            notebooks that do not pass it: their executed notebook's parameters say it).
     """
 
     paper: str
