@@ -33,7 +33,10 @@ build. Each record names the executed notebook it came from (its notebook field)
 Each record also names the commit of the code it ran, so a run is refused while tracked
 files of the fernb checkout have uncommitted changes (the record would say <commit>+dirty,
 code that no commit holds): commit first, or pass --allow-dirty to record such a run anyway.
-Do not change tracked files until the notebook has imported fernb (its first code cells).
+What runs leave (executed notebooks under book/runs, records and figures under
+book/results) does not count, so one checkout can record run after run before committing
+them. Do not change other tracked files until the notebook has imported fernb (its first
+code cells).
 """
 
 
@@ -129,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     commit = git_commit()
     if commit is not None and commit.endswith("+dirty") and not args.allow_dirty:
         print(
-            "the fernb checkout has uncommitted changes to tracked files (git status): its "
+            "the fernb checkout has uncommitted changes to tracked code (git status): its "
             f"records would name the code {commit}, which no commit holds. Commit them first, "
             "or pass --allow-dirty to record the run anyway.",
             file=sys.stderr,

@@ -71,7 +71,6 @@ __all__ = [
     "Tested",
     "clip_parts",
     "comparison_splits",
-    "data_options",
     "method_table",
     "paired_differences",
     "records_table",
@@ -331,14 +330,6 @@ def run_metrics(tested: Tested, classes: Sequence[str]) -> dict:
     }
 
 
-def data_options(data: FaceData) -> dict | None:
-    """What made ``data`` beyond its name, for its records: the synthetic generator's
-    configuration and version; ``None`` for a dataset read from files."""
-    if "config" not in data.info:
-        return None
-    return {**data.info["config"], "generator_version": data.info["generator_version"]}
-
-
 def run_method(
     name: str, inputs: ProtocolData, split: Split, setting: Setting, protocol: str, device: str
 ) -> tuple[RunRecord, Tested]:
@@ -360,7 +351,7 @@ def run_method(
         metrics=run_metrics(tested, inputs.data.classes),
         device=device,
         wall_time_s=seconds,
-        data_options=data_options(inputs.data),
+        data_options=inputs.data.provenance,
     )
     return record, tested
 

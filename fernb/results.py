@@ -180,11 +180,11 @@ class RunRecord:
         notebook: the executed notebook of the run, relative to the checkout, e.g.
             ``"book/runs/e2capsnet/ablation-ckplus48-cpu.ipynb"`` (default: what
             ``fernb run`` put in :data:`RUN_NOTEBOOK_VARIABLE`; ``None`` outside it).
-        data_options: what the data was made with where ``dataset`` alone does not say it
-            (the synthetic generator's configuration: people, faces, difficulty, classes,
-            seed), as JSON data. ``None`` where the name is enough (a real dataset's files)
-            or where the run did not record it (records older than this field, chapter
-            notebooks that do not pass it: their executed notebook's parameters say it).
+        data_options: what the data was made with where ``dataset`` alone does not say it,
+            as JSON data: the data's :attr:`fernb.data.FaceData.provenance` (for SynthFACS
+            the generator's configuration and version: people, faces, difficulty, classes,
+            seed). ``None`` where the name is enough (a real dataset's files) and in
+            records older than this field (their executed notebook's parameters say it).
     """
 
     paper: str

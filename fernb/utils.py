@@ -109,10 +109,21 @@ def set_plot_style() -> None:
     )
 
 
+#: Tracked files that runs write rather than run (git pathspecs from the top of the
+#: checkout): executed notebooks and the records and figures they leave. Changes to them do
+#: not make the code dirty, so one checkout can record one run after another.
+RECORDED_OUTPUTS: tuple[str, ...] = (
+    ":(top,exclude)book/runs",
+    ":(top,exclude,glob)book/results/**/*.json",
+    ":(top,exclude,glob)book/results/**/*.png",
+)
+
+
 def git_commit(path: Path | str | None = None) -> str | None:
     """Return the commit checked out at ``path`` (default: the fernb source tree).
 
-    A ``+dirty`` suffix marks uncommitted changes to tracked files. Returns ``None`` outside
+    A ``+dirty`` suffix marks uncommitted changes to tracked files other than
+    :data:`RECORDED_OUTPUTS`, that is, code that no commit holds. Returns ``None`` outside
     a git work tree or where git is not installed.
     """
     where = Path(path) if path is not None else Path(__file__).resolve().parent
@@ -121,7 +132,7 @@ def git_commit(path: Path | str | None = None) -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *RECORDED_OUTPUTS],
             cwd=where,
             capture_output=True,
             text=True,

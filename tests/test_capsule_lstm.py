@@ -335,13 +335,15 @@ def test_train_fold_trains_selects_on_validation_and_records() -> None:
     assert "reconstruction" not in run.curves.columns
     np.testing.assert_allclose(run.curves["total"], run.curves["train_loss"], rtol=1e-5)
     assert run.confusion().sum() == len(test)
-    record = fold_record(run, "loss", "synthetic", "test protocol", seed=0, device="cpu")
+    record = fold_record(run, "loss", data, "test protocol", seed=0, device="cpu")
     assert (record.variant, record.fold, record.selection, record.epochs) == (
         "no_recon",
         1,
         "val",
         2,
     )
+    assert record.dataset == "synthetic"
+    assert record.data_options["samples_per_subject"] == data.provenance["samples_per_subject"]
     assert record.metrics["accuracy"] == pytest.approx(np.mean(run.predicted == run.test.targets))
 
 

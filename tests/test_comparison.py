@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from sklearn import metrics as skm
 
 from fernb.comparison import (
@@ -19,7 +18,6 @@ from fernb.comparison import (
     Setting,
     clip_parts,
     comparison_splits,
-    data_options,
     method_table,
     paired_differences,
     records_table,
@@ -28,7 +26,6 @@ from fernb.comparison import (
     summarise_methods,
 )
 from fernb.data import load
-from fernb.data.synthetic import GENERATOR_VERSION, SynthConfig
 from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention, lbp_attention
 from fernb.models.e2capsnet import Split
 from fernb.results import read_records
@@ -178,9 +175,9 @@ def test_run_comparison_writes_one_record_per_method_fold_and_seed(clips, tmp_pa
     assert records["protocol"].str.contains("1 epochs per method at its 'cpu' preset").all()
     assert records["metrics.n_test"].nunique() == 1  # both seeds, both methods: one test fold
     # which synthetic data: the generator's configuration, as the loader was given it
+    for option in ("n_subjects", "difficulty", "generator_version"):
+        assert (records[f"data_options.{option}"] == clips.provenance[option]).all()
     assert (records["data_options.n_subjects"] == 6).all()
-    assert (records["data_options.difficulty"] == clips.info["config"]["difficulty"]).all()
-    assert (records["data_options.generator_version"] == clips.info["generator_version"]).all()
     read_back = records_table(records).sort_values(["method", "seed"]).reset_index(drop=True)
     ours = table.sort_values(["method", "seed"]).reset_index(drop=True)
     columns = ["method", "seed", "accuracy", "macro_f1", "train_seconds", "val_accuracy"]
@@ -210,18 +207,6 @@ def test_an_official_split_is_the_one_split_and_clips_are_single_images(tmp_path
     assert sorted(p.name for p in tmp_path.rglob("*.json")) == sorted(
         f"{EXPERIMENT}_{m}_synthetic_seed-0_val-selected_cpu_1-epochs.json" for m in methods
     )
-
-
-def test_data_options_name_the_generator_and_nothing_for_files(tmp_path) -> None:
-    synthetic = load("synthetic", n_subjects=2, samples_per_subject=2, classes=CLASSES)
-    assert data_options(synthetic) == {
-        **asdict(SynthConfig(n_subjects=2, samples_per_subject=2, classes=CLASSES)),
-        "generator_version": GENERATOR_VERSION,
-    }
-    for name in ("S005_001_00000010.png", "S010_002_00000014.png"):
-        (tmp_path / "CK+48" / "happy").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "CK+48" / "happy" / name)
-    assert data_options(load("ckplus48", tmp_path)) is None
 
 
 def _hand_table() -> pd.DataFrame:

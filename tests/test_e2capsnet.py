@@ -328,8 +328,11 @@ def test_train_variant_selects_on_val_and_records_both_selections() -> None:
     assert len(run.fit.history) == 2 and run.fit.selection == "val"
     assert 0 <= run.test_metrics["accuracy"] <= 1
     assert run.test_selected["epoch"] in (1, 2)
-    val, test = run_records(run, "ablation", "synthetic", "3-fold", 0, 0, "cpu")
+    val, test = run_records(run, "ablation", data, "3-fold", 0, 0, "cpu")
     assert (val.selection, test.selection) == ("val", "test")
+    assert val.dataset == test.dataset == "synthetic"
+    assert val.data_options == test.data_options == data.provenance
+    assert val.data_options["n_subjects"] == 6
     assert val.variant == test.variant == "avggnet"
     assert val.metrics["accuracy"] == run.test_metrics["accuracy"]
     # the best test accuracy over the epochs bounds that of the val-selected epoch

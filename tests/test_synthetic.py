@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from fernb.data import EMOTIONS, load, synthetic
 from fernb.data.synthetic import (
+    GENERATOR_VERSION,
     Nuisance,
     SynthConfig,
     generate,
@@ -198,3 +202,26 @@ def test_cache_key_changes_with_any_option() -> None:
 def test_bad_options_are_named(options: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         load_synthetic(**options)
+
+
+def test_provenance_names_the_generator_and_survives_cache_and_subset(tmp_path) -> None:
+    """Run records take ``provenance`` as their data_options: it must say how to remake the
+    data, from a fresh generation, from the disk cache and after selecting rows."""
+    config = SynthConfig(**SMALL)
+    expected = {
+        **asdict(config),
+        "classes": list(config.classes),
+        "generator_version": GENERATOR_VERSION,
+    }
+    fresh = load_synthetic(**SMALL)
+    assert fresh.provenance == expected and expected["difficulty"] == SMALL["difficulty"]
+    load_synthetic(tmp_path, **SMALL)
+    assert load_synthetic(tmp_path, **SMALL).provenance == expected  # read from the cache
+    assert fresh.subset(np.arange(3)).provenance == expected
+
+
+def test_a_dataset_read_from_files_has_no_provenance(tmp_path) -> None:
+    for name in ("S005_001_00000010.png", "S010_002_00000014.png"):
+        (tmp_path / "CK+48" / "happy").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "CK+48" / "happy" / name)
+    assert load("ckplus48", tmp_path).provenance is None

@@ -103,6 +103,42 @@ def test_git_commit_matches_git(repo_root: Path) -> None:
         assert git_commit(repo_root).removesuffix("+dirty") == head.stdout.strip()
 
 
+def _git(where: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=where, check=True, capture_output=True)
+
+
+def test_git_commit_is_dirty_for_changed_code_not_for_recorded_outputs(tmp_path: Path) -> None:
+    """A checkout records run after run: the records and executed notebooks a run leaves
+    (tracked files) must not make the next run's code look uncommitted; code changes must."""
+    files = {
+        "fernb/train.py": "x = 1\n",
+        "book/chapter/training.ipynb": "{}\n",
+        "book/runs/chapter/training-ckplus48.ipynb": "{}\n",
+        "book/results/chapter/run_fold-0.json": "{}\n",
+        "book/results/chapter/figures/sweep.png": "png\n",
+        "book/results/scoreboard.ipynb": "{}\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    inside = tmp_path / "fernb"  # git_commit looks from the package folder
+    for output in list(files)[2:5]:
+        (tmp_path / output).write_text("changed by a run\n")
+    assert git_commit(inside) == head
+    for code in ("fernb/train.py", "book/chapter/training.ipynb", "book/results/scoreboard.ipynb"):
+        original = (tmp_path / code).read_text()
+        (tmp_path / code).write_text("changed by hand\n")
+        assert git_commit(inside) == f"{head}+dirty", code
+        (tmp_path / code).write_text(original)
+    assert git_commit(inside) == head
+
+
 def test_git_commit_outside_a_repository_is_none(tmp_path: Path) -> None:
     assert git_commit(tmp_path) is None
 

@@ -102,7 +102,8 @@ class FaceData:
         name: dataset name as registered in :func:`fernb.data.load`.
         info: what the loader wants a reader to know: the mapping of the dataset's own
             labels into ``classes``, counted fallbacks (for example images without a face),
-            options it was loaded with.
+            options it was loaded with; ``info["provenance"]`` (see :attr:`provenance`) where
+            the name alone does not say what made the data.
     """
 
     images: np.ndarray
@@ -169,6 +170,14 @@ class FaceData:
     def channels(self) -> int:
         """1 for grayscale, 3 for RGB."""
         return 1 if self.images.ndim == 3 else 3
+
+    @property
+    def provenance(self) -> dict | None:
+        """What made this data beyond its ``name``, for run records
+        (:attr:`fernb.results.RunRecord.data_options`): a generator's configuration and
+        version for generated data; ``None`` for a dataset read from files, which its name
+        and official layout already pin down."""
+        return self.info.get("provenance")
 
     def subset(self, index: Sequence[int] | np.ndarray) -> FaceData:
         """Return the rows ``index`` (integer positions or a boolean mask) as a new FaceData."""

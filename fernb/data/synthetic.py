@@ -307,8 +307,12 @@ def generate(config: SynthConfig) -> FaceData:
 
 def _info(config: SynthConfig) -> dict:
     return {
-        "config": asdict(config),
-        "generator_version": GENERATOR_VERSION,
+        # as JSON data (classes a list), the form a run record keeps
+        "provenance": {
+            **asdict(config),
+            "classes": list(config.classes),
+            "generator_version": GENERATOR_VERSION,
+        },
         "label_map": {name: name for name in config.classes},
     }
 

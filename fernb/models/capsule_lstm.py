@@ -640,13 +640,14 @@ def train_fold(
 def fold_record(
     run: FoldRun,
     experiment: str,
-    dataset: str,
+    data: FaceData,
     protocol: str,
     seed: int,
     device: str,
     started: float | None = None,
 ) -> RunRecord:
-    """The run record of a fold (paper ``capsule_lstm``, selected on validation).
+    """The run record of a fold (paper ``capsule_lstm``, selected on validation) of the clips
+    of ``data``.
 
     ``started`` is a :func:`time.perf_counter` value; without it the fit's wall time is used.
     """
@@ -655,7 +656,8 @@ def fold_record(
         paper="capsule_lstm",
         experiment=experiment,
         variant=run.variant,
-        dataset=dataset,
+        dataset=data.name,
+        data_options=data.provenance,
         protocol=protocol,
         fold=run.fold,
         seed=seed,

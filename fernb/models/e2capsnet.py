@@ -743,14 +743,14 @@ def _run_folder(
 def run_records(
     run: VariantRun,
     experiment: str,
-    dataset: str,
+    data: FaceData,
     protocol: str,
     fold: int | None,
     seed: int,
     device: str,
 ) -> list[RunRecord]:
-    """The run's records: the validation-selected model's test metrics, and with
-    ``test_selection`` a second record of the best test accuracy over the epochs.
+    """The run's records (on ``data``): the validation-selected model's test metrics, and
+    with ``test_selection`` a second record of the best test accuracy over the epochs.
 
     The variant name carries the released switches that change training
     (``e2capsnet+unflipped_map``).
@@ -761,7 +761,8 @@ def run_records(
         "paper": "e2capsnet",
         "experiment": experiment,
         "variant": name,
-        "dataset": dataset,
+        "dataset": data.name,
+        "data_options": data.provenance,
         "protocol": protocol,
         "fold": fold,
         "seed": seed,

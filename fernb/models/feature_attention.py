@@ -816,6 +816,7 @@ def variant_records(
         "experiment": experiment,
         "variant": run.variant,
         "dataset": emotion.data.name,
+        "data_options": emotion.data.provenance,
         "protocol": emotion.protocol,
         "fold": None,
         "seed": seed,

@@ -544,6 +544,7 @@ class Trained:
             experiment=experiment,
             variant=self.variant,
             dataset=data.name,
+            data_options=data.provenance,
             protocol=protocol,
             fold=self.fold,
             seed=seed,

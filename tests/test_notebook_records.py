@@ -1,0 +1,70 @@
+"""The record-writing cells of the chapter notebooks, run as ``fernb run`` runs them.
+
+``pytest --nbval`` executes each notebook as committed, with ``results_dir = None``, so the
+cells that write run records are skipped there; a mistake in one would surface only at the
+end of a long recorded run. Here every notebook that writes records is executed with
+papermill on its default (synthetic) parameters and ``results_dir`` pointing at a temporary
+folder, and the records it leaves must be readable and say which synthetic data they came
+from (``data_options``: the generator's configuration, as the notebook drew it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from fernb.data.synthetic import GENERATOR_VERSION
+from fernb.results import read_records
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+# Notebooks that declare results_dir only to read records others wrote.
+READERS = {"au_capsules/results.ipynb"}
+
+
+def _declares_results_dir(path: Path) -> bool:
+    notebook = nbformat.read(path, as_version=4)
+    return any(
+        "parameters" in cell.metadata.get("tags", []) and "results_dir = " in cell.source
+        for cell in notebook.cells
+    )
+
+
+WRITERS = sorted(
+    str(path.relative_to(BOOK))
+    for path in BOOK.glob("*/*.ipynb")
+    if path.parent.name != "runs" and _declares_results_dir(path)
+    if str(path.relative_to(BOOK)) not in READERS
+)
+
+
+def test_the_writers_are_found() -> None:
+    """Guards the discovery: an empty list would make the test below vacuous."""
+    assert {"data/difficulty.ipynb", "e2capsnet/ablation.ipynb", "results/protocol.ipynb"} <= set(
+        WRITERS
+    )
+    assert len(WRITERS) >= 15
+
+
+@pytest.mark.parametrize("notebook", WRITERS)
+def test_a_recorded_default_run_writes_records_that_name_their_data(
+    notebook: str, tmp_path: Path
+) -> None:
+    source = BOOK / notebook
+    results = tmp_path / "results"
+    papermill.execute_notebook(
+        source,
+        tmp_path / source.name,
+        parameters={"results_dir": str(results)},
+        cwd=source.parent,
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    records = read_records(results)
+    assert len(records) > 0, f"{notebook} wrote no record"
+    synthetic = records[records["dataset"] == "synthetic"]
+    assert len(synthetic) == len(records), "the default run is on SynthFACS"
+    assert (synthetic["data_options.generator_version"] == GENERATOR_VERSION).all()
+    assert synthetic["data_options.n_subjects"].notna().all()
