@@ -174,6 +174,10 @@ def environment_summary(device: str = "auto") -> dict[str, Any]:
     }
 
 
+#: Permissions of a file written by :func:`write_json_atomic` (rw-r--r--).
+RECORD_MODE = 0o644
+
+
 def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Path:
     """Write ``data`` as JSON (finite numbers only) to ``path`` so that a reader sees the old
     file or the new one, never half of one: a temporary file in the same folder, flushed to
@@ -189,6 +193,8 @@ def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Pa
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+        # tempfile creates files only their owner can read; a record is for everyone
+        os.fchmod(handle.fileno(), RECORD_MODE)
     try:
         if overwrite:
             os.replace(handle.name, path)

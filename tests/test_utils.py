@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import stat
 import subprocess
 from pathlib import Path
 
@@ -189,6 +190,10 @@ def test_write_json_atomic_replaces_or_refuses_and_leaves_no_temporary_file(tmp_
         write_json_atomic(path, {"a": 3}, overwrite=False)
     assert json.loads(path.read_text())["a"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["m.json"]
+    # readable by others, as a file written with open() under the usual umask 022 would be
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    write_json_atomic(tmp_path / "new.json", {}, overwrite=False)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
 
 
 def test_device_label_names_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
