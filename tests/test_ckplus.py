@@ -53,6 +53,7 @@ def test_ckplus48_subjects_sequences_frames(tmp_path: Path, inner: bool) -> None
     assert data.images.shape == (9, 6, 6)
     assert set(data.split) == {""}
     assert data.aus is None
+    assert data.provenance is None  # files: the name says what the data is
     assert data.info["label_map"]["happiness"] == "happy"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import papermill
 import pytest
 
@@ -24,18 +23,10 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 READERS = {"au_capsules/results.ipynb"}
 
 
-def _declares_results_dir(path: Path) -> bool:
-    notebook = nbformat.read(path, as_version=4)
-    return any(
-        "parameters" in cell.metadata.get("tags", []) and "results_dir = " in cell.source
-        for cell in notebook.cells
-    )
-
-
 WRITERS = sorted(
     str(path.relative_to(BOOK))
     for path in BOOK.glob("*/*.ipynb")
-    if path.parent.name != "runs" and _declares_results_dir(path)
+    if path.parent.name != "runs" and "results_dir" in papermill.inspect_notebook(str(path))
     if str(path.relative_to(BOOK)) not in READERS
 )
 

@@ -6,7 +6,6 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fernb.data import EMOTIONS, load, synthetic
 from fernb.data.synthetic import (
@@ -218,10 +217,3 @@ def test_provenance_names_the_generator_and_survives_cache_and_subset(tmp_path) 
     load_synthetic(tmp_path, **SMALL)
     assert load_synthetic(tmp_path, **SMALL).provenance == expected  # read from the cache
     assert fresh.subset(np.arange(3)).provenance == expected
-
-
-def test_a_dataset_read_from_files_has_no_provenance(tmp_path) -> None:
-    for name in ("S005_001_00000010.png", "S010_002_00000014.png"):
-        (tmp_path / "CK+48" / "happy").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "CK+48" / "happy" / name)
-    assert load("ckplus48", tmp_path).provenance is None
