@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 import yaml
 
@@ -118,6 +120,26 @@ def test_source_notebooks_have_one_parameters_cell_first(repo_root: Path) -> Non
             f"{path}: the parameters cell must be the first code cell"
         )
         assert notebook_kernel(path) == "python3", f"{path}: kernelspec must be the venv's python3"
+
+
+def test_papermill_reads_every_parameter_of_every_notebook(repo_root: Path) -> None:
+    """``fernb run -p NAME`` refuses a name papermill does not list, and papermill skips an
+    assignment whose comment it cannot parse (an '=' in it, for one)."""
+    for path in _source_notebooks(repo_root):
+        cell = next(
+            c
+            for c in nbformat.read(path, as_version=4).cells
+            if "parameters" in c.metadata.get("tags", [])
+        )
+        assigned = {
+            target.id
+            for node in ast.parse(cell.source).body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        listed = set(papermill.inspect_notebook(str(path)))
+        assert assigned == listed, f"{path}: papermill misses {sorted(assigned - listed)}"
 
 
 def test_toc_documents_follow_reading_order(tmp_path: Path) -> None:
