@@ -37,6 +37,7 @@ __all__ = [
     "RUN_KEYS",
     "RUN_NOTEBOOK_VARIABLE",
     "SELECTIONS",
+    "SHARED_RUNS",
     "PaperNumber",
     "RunRecord",
     "commit_states",
@@ -44,6 +45,7 @@ __all__ = [
     "paper_tables",
     "read_records",
     "results_root",
+    "share_runs",
     "summarise",
     "write_record",
 ]
@@ -348,6 +350,48 @@ def commit_states(records: pd.DataFrame) -> pd.DataFrame:
     return counts.assign(total=counts.sum(axis=1))
 
 
+#: Per paper, an experiment whose runs are also rows of other tables: a run recorded under
+#: the key stands for the same variant in each listed experiment (see :func:`share_runs`).
+#: Li et al. print one complete network in their Tables 1-4 (75.82% each time), one without
+#: LBP in Tables 1 and 4 (67.73%) and one without attention in Tables 2 and 4 (73.96%).
+SHARED_RUNS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "lbp_attention": {"benchmark": ("lbp", "modules", "dilation")},
+}
+
+
+def share_runs(
+    records: pd.DataFrame,
+    papers: pd.DataFrame | None = None,
+    shared: Mapping[str, Mapping[str, tuple[str, ...]]] = SHARED_RUNS,
+) -> pd.DataFrame:
+    """``records`` plus a copy of each shared run (:data:`SHARED_RUNS`) under every experiment
+    whose paper table prints its variant on its dataset (named as in the paper's tables),
+    where that experiment has no run of its own of the same variant, dataset, protocol and
+    selection.
+
+    ``records`` is :func:`read_records`' table; ``papers`` the paper numbers (default
+    :func:`paper_tables`). A copy keeps its record's path and values; its ``shared_from``
+    column names the experiment it was recorded under (``None`` on the records themselves),
+    so a table built from it can say that the row repeats another table's runs.
+    """
+    papers = paper_tables() if papers is None else papers
+    records = records.assign(shared_from=None)
+    keys = ["variant", "dataset", "protocol", "selection"]
+    copies = []
+    for paper, sources in shared.items():
+        for source, targets in sources.items():
+            runs = records[(records["paper"] == paper) & (records["experiment"] == source)]
+            for target in targets:
+                table = papers[(papers["paper"] == paper) & (papers["experiment"] == target)]
+                own = records[(records["paper"] == paper) & (records["experiment"] == target)]
+                printed = table[["variant", "dataset"]].drop_duplicates()
+                candidates = runs.merge(printed, on=["variant", "dataset"])
+                marked = candidates.merge(own[keys].drop_duplicates(), how="left", indicator=True)
+                free = marked[marked["_merge"] == "left_only"].drop(columns="_merge")
+                copies.append(free.assign(experiment=target, shared_from=source))
+    return pd.concat([records, *copies], ignore_index=True) if copies else records
+
+
 def _metric_column(df: pd.DataFrame, metric: str) -> str:
     for column in (metric, f"metrics.{metric}"):
         if column in df.columns:
@@ -411,14 +455,15 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
     Ours are pooled over folds and seeds per (experiment, variant, dataset, protocol,
     selection) and matched to the paper on (experiment, variant, dataset, metric). Our
     test-selected runs are compared only with the paper's test-selected numbers; our
-    validation-selected runs with every paper number. A paper number without a run of ours
+    validation-selected runs with every paper number. Runs that a paper prints in several
+    tables fill each of them (:func:`share_runs`). A paper number without a run of ours
     keeps NaN in ``ours``. Ours are multiplied by ``scale`` (percent, as the papers print);
     ``difference = ours - theirs``.
     """
     theirs = paper_tables(paper).rename(
         columns={"value": "theirs", "selection": "their_selection", "protocol": "their_protocol"}
     )
-    ours = df_ours[df_ours["paper"] == paper]
+    ours = share_runs(df_ours[df_ours["paper"] == paper], theirs)
     keys = [k for k in RUN_KEYS if k != "paper"]
     summaries = [
         summarise(ours, by=keys, metric=metric).reset_index().assign(metric=metric)

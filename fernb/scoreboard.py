@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from fernb.results import paper_tables, summarise
+from fernb.results import paper_tables, share_runs, summarise
 
 __all__ = ["AVAILABLE", "SAME_DATA", "STAND_IN", "STATUSES", "scoreboard", "status_counts"]
 
@@ -57,9 +57,11 @@ def _ours(records: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             devices=("device", lambda d: ", ".join(sorted(set(d)))),
             records=("path", list),
             notebooks=("notebook", lambda n: sorted(set(n.dropna()))),
+            shared_from=("shared_from", lambda s: ", ".join(sorted(set(s.dropna())))),
         )
         parts.append(summary.merge(extra.reset_index(), on=by).assign(metric=metric))
-    columns = [*by, "mean", "std", "n", "epochs", "devices", "records", "notebooks", "metric"]
+    columns = [*by, "mean", "std", "n", "epochs", "devices", "records", "notebooks"]
+    columns += ["shared_from", "metric"]
     ours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return ours[ours["n"] > 0]
 
@@ -87,7 +89,10 @@ def _verdict(gap: float, tolerance: float) -> str:
 def _tried(row: pd.Series) -> str:
     """What a row of ours is: how many runs, how long, where, under which protocol."""
     runs = f"{int(row['n'])} run{'s' if row['n'] > 1 else ''}"
-    return f"{runs} of {int(row['epochs'])} epochs on {row['devices']}; {row['protocol']}"
+    tried = f"{runs} of {int(row['epochs'])} epochs on {row['devices']}; {row['protocol']}"
+    if row["shared_from"]:
+        tried += f"; the same runs as experiment {row['shared_from']} (one network in both tables)"
+    return tried
 
 
 _COLUMNS = [
@@ -129,9 +134,11 @@ def scoreboard(
     runs over folds and seeds, in percent (``ours_test_selected``: the same runs' best
     test epoch, where recorded). ``gap = ours - theirs`` in points, and the status, come
     from runs on the paper's own data (``compared``); a number without such runs shows our
-    :data:`STAND_IN` runs of the same configuration, if any, with no gap.
+    :data:`STAND_IN` runs of the same configuration, if any, with no gap. A run that the
+    paper prints in several tables fills each (:func:`fernb.results.share_runs`).
     """
     papers = paper_tables() if papers is None else papers
+    records = share_runs(records, papers)
     theirs = papers.rename(
         columns={"value": "theirs", "protocol": "their_protocol", "selection": "their_selection"}
     )

@@ -23,6 +23,7 @@ from fernb.results import (
     paper_tables,
     read_records,
     results_root,
+    share_runs,
     summarise,
     write_record,
 )
@@ -285,6 +286,45 @@ def test_compare_puts_ours_beside_theirs(tmp_path: Path) -> None:
     pairs = sorted(zip(au["their_selection"], au["selection"], au["ours"].round(6), strict=True))
     # our test-selected runs are set beside Ours-Max only, our val-selected ones beside both
     assert pairs == [("last", "val", 90.0), ("test", "test", 95.0), ("test", "val", 90.0)]
+
+
+def test_a_network_the_paper_prints_in_several_tables_fills_each(tmp_path: Path) -> None:
+    """Li et al.'s complete network is one run in Tables 1-4; without LBP in Tables 1 and 4."""
+    li = {"paper": "lbp_attention", "dataset": "fer2013", "protocol": "official"}
+    for variant, acc in (("full", 0.5), ("no_lbp", 0.6), ("no_attention", 0.55)):
+        write_record(
+            _record(**li, experiment="benchmark", variant=variant, metrics={"accuracy": acc}),
+            root=tmp_path,
+        )
+    # Tables 1-3 are FER2013 tables: a CK+48 run of Table 5 fills none of them
+    write_record(
+        _record(**{**li, "dataset": "ckplus48"}, experiment="benchmark", variant="full"),
+        root=tmp_path,
+    )
+    # Table 3's own run of the complete network takes precedence over the shared one
+    write_record(
+        _record(**li, experiment="dilation", variant="full", metrics={"accuracy": 0.7}),
+        root=tmp_path,
+    )
+    records = read_records(tmp_path)
+
+    shared = share_runs(records)
+    copies = shared[shared["shared_from"].notna()]
+    assert sorted(zip(copies["experiment"], copies["variant"], strict=True)) == [
+        ("lbp", "full"),
+        ("lbp", "no_lbp"),
+        ("modules", "full"),
+        ("modules", "no_attention"),
+    ]
+    assert set(copies["shared_from"]) == {"benchmark"}
+    assert shared[shared["shared_from"].isna()].drop(columns="shared_from").equals(records)
+
+    table = compare(records, "lbp_attention").set_index(["experiment", "variant"])
+    assert table.loc[("lbp", "full"), "ours"] == pytest.approx(50.0)
+    assert table.loc[("lbp", "no_lbp"), "ours"] == pytest.approx(60.0)
+    assert table.loc[("modules", "no_attention"), "ours"] == pytest.approx(55.0)
+    assert table.loc[("dilation", "full"), "ours"] == pytest.approx(70.0)
+    assert np.isnan(table.loc[("lbp", "lbp_original"), "ours"])
 
 
 def test_compare_without_runs_lists_the_papers_numbers(tmp_path: Path) -> None:

@@ -156,3 +156,21 @@ def test_without_any_record_every_number_is_listed(tmp_path: Path) -> None:
     assert len(empty) == len(PAPERS) and empty["ours"].isna().all()
     assert set(empty["status"]) == {"owed", "not runnable here"}
     assert empty.query("dataset == 'ckplus'")["status"].eq("owed").all()
+
+
+def test_a_run_the_paper_prints_twice_fills_both_rows_and_says_so(tmp_path: Path) -> None:
+    papers = pd.DataFrame(
+        [
+            _paper("lbp_attention", "full", "fer2013", 75.0),
+            _paper("lbp_attention", "full", "fer2013", 75.0, experiment="lbp", source="Table 1"),
+            _paper("lbp_attention", "lbp_uniform", "fer2013", 70.0, experiment="lbp"),
+        ]
+    )
+    _write(tmp_path, "lbp_attention", "full", "fer2013", [0.5, 0.6])
+    board = scoreboard(read_records(tmp_path), papers=papers).set_index(["source", "variant"])
+    table4, table1 = board.loc[("Table 9", "full")], board.loc[("Table 1", "full")]
+    assert table1["ours"] == pytest.approx(55.0) and table1["gap"] == pytest.approx(-20.0)
+    assert table1["records"] == table4["records"] and table1["status"] == "missed"
+    assert "the same runs as experiment benchmark" in table1["tried"]
+    assert "same runs" not in table4["tried"]
+    assert board.loc[("Table 9", "lbp_uniform"), "status"] == "owed"
