@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from fernb.data.augment import Augmentation
 from fernb.data.facedata import FaceData
-from fernb.utils import choose_device
+from fernb.utils import atomic_file, choose_device
 
 __all__ = [
     "Batch",
@@ -519,9 +519,8 @@ def _comparable(config: TrainConfig) -> dict:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 def _save(folder, model, optimizer, scheduler, shuffle, augmentation, config, state) -> None:
@@ -544,9 +543,8 @@ def _save(folder, model, optimizer, scheduler, shuffle, augmentation, config, st
     _atomic_save(checkpoint, folder / "last.pt")
     if state.best_weights is not None:
         _atomic_save(state.best_weights, folder / "best.pt")
-    tmp = folder / ".history.csv.tmp"
-    pd.DataFrame(state.history).to_csv(tmp, index=False)
-    os.replace(tmp, folder / "history.csv")
+    with atomic_file(folder / "history.csv") as handle:
+        handle.write(pd.DataFrame(state.history).to_csv(index=False).encode())
 
 
 def _resume(folder, model, optimizer, scheduler, shuffle, augmentation, config) -> _TrainingState:

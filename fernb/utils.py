@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, device choice, the book's plot style, atomic JSON files."""
+"""Small shared helpers: seeding, device choice, the book's plot style, atomic files."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import platform
 import random
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 __all__ = [
+    "FILE_MODE",
+    "atomic_file",
     "choose_device",
     "cpu_name",
     "device_label",
@@ -174,27 +178,36 @@ def environment_summary(device: str = "auto") -> dict[str, Any]:
     }
 
 
-#: Permissions of a file written by :func:`write_json_atomic` (rw-r--r--).
-RECORD_MODE = 0o644
+#: Permissions of a file written by :func:`atomic_file` (rw-r--r--): what ``open()`` gives
+#: under the usual umask 022, where :mod:`tempfile` would leave it readable by its owner only.
+FILE_MODE = 0o644
 
 
-def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Path:
-    """Write ``data`` as JSON (finite numbers only) to ``path`` so that a reader sees the old
-    file or the new one, never half of one: a temporary file in the same folder, flushed to
-    disk, then moved into place. Without ``overwrite`` the move is a hard link, which raises
-    :class:`FileExistsError` if ``path`` exists, even when another process took it meanwhile.
+@contextmanager
+def atomic_file(path: Path | str, overwrite: bool = True) -> Iterator[IO[bytes]]:
+    """A binary file to write that appears at ``path`` whole or not at all.
+
+    The writes go to a temporary file in the same folder; when the ``with`` block ends
+    normally it is flushed to disk, given :data:`FILE_MODE` and moved into place, so a
+    reader (or a run interrupted mid-write) sees the old file or the new one, never half of
+    one. If the block raises, the temporary file is removed and ``path`` is left as it was.
+    Without ``overwrite`` the move is a hard link, which raises :class:`FileExistsError` if
+    ``path`` exists, even when another process took it meanwhile.
     """
     path = Path(path)
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-        # tempfile creates files only their owner can read; a record is for everyone
-        os.fchmod(handle.fileno(), RECORD_MODE)
+        try:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), FILE_MODE)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     try:
         if overwrite:
             os.replace(handle.name, path)
@@ -203,4 +216,11 @@ def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Pa
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
-    return path
+
+
+def write_json_atomic(path: Path | str, data: Any, overwrite: bool = True) -> Path:
+    """Write ``data`` as JSON (finite numbers only) to ``path`` with :func:`atomic_file`."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    with atomic_file(path, overwrite=overwrite) as handle:
+        handle.write(text.encode())
+    return Path(path)

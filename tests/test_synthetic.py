@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import asdict
 
 import numpy as np
@@ -165,6 +166,7 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch) -> None:
     first = load_synthetic(tmp_path, **SMALL)
     files = list(tmp_path.glob("synthfacs-*.npz"))
     assert len(files) == 1 and first.info["cache"] == str(files[0])
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o644  # shared caches: readable by all
 
     def fail(config):
         raise AssertionError("the cache should have been used")

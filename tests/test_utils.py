@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from fernb.utils import (
+    FILE_MODE,
+    atomic_file,
     choose_device,
     cpu_name,
     device_label,
@@ -194,6 +196,21 @@ def test_write_json_atomic_replaces_or_refuses_and_leaves_no_temporary_file(tmp_
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     write_json_atomic(tmp_path / "new.json", {}, overwrite=False)
     assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+
+
+def test_atomic_file_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "cache.npz"
+    with atomic_file(path) as handle:
+        np.savez(handle, x=np.arange(3))
+    assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE == 0o644
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_file(path) as handle:
+        handle.write(b"half a file")
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == before  # the old file, not half of the new one
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.npz"]  # no temporary file left
+    with np.load(path) as stored:
+        np.testing.assert_array_equal(stored["x"], [0, 1, 2])
 
 
 def test_device_label_names_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import numpy as np
 from fernb.data.facedata import EMOTIONS, FaceData
 from fernb.face.facs import AU_NAMES, PROTOTYPES, Identity, au_index, express, neutral_landmarks
 from fernb.face.render import Pose, pose_matrix, render_face
+from fernb.utils import atomic_file
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -346,10 +345,8 @@ def load_synthetic(root: Path | str | None = None, **options) -> FaceData:
             **arrays,
         )
     data = generate(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: getattr(data, name) for name in _ARRAYS if getattr(data, name) is not None}
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.replace(tmp.name, path)
+    with atomic_file(path) as handle:
+        np.savez(handle, **arrays)
     data.info["cache"] = str(path)
     return data

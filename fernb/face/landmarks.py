@@ -32,8 +32,6 @@ import hashlib
 import importlib.util
 import json
 import math
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 import torch
 
 from fernb.data.facedata import FaceData
+from fernb.utils import atomic_file
 
 __all__ = [
     "BACKENDS",
@@ -258,10 +257,8 @@ def _read_cache(path: Path, key: str, n: int, backend: str) -> Landmarks:
 
 
 def _write_cache(path: Path, key: str, landmarks: Landmarks) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, key=key, points=landmarks.points, detected=landmarks.detected)
-    os.replace(tmp.name, path)
+    with atomic_file(path) as handle:
+        np.savez(handle, key=key, points=landmarks.points, detected=landmarks.detected)
 
 
 def dataset_landmarks(
