@@ -55,7 +55,7 @@ from fernb.data.facedata import FaceData
 from fernb.metrics import aggregate, expression_metrics, macro_f1
 from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention, lbp_attention
 from fernb.models.e2capsnet import Split
-from fernb.results import RunRecord, write_record
+from fernb.results import RunRecord, data_fields, write_record
 from fernb.train import FitResult
 from fernb.utils import choose_device, device_label, seed_everything
 
@@ -342,7 +342,7 @@ def run_method(
         paper="comparison",
         experiment=EXPERIMENT,
         variant=name,
-        dataset=inputs.data.name,
+        **data_fields(inputs.data),
         protocol=protocol,
         fold=split.fold,
         seed=setting.seed,
@@ -351,7 +351,6 @@ def run_method(
         metrics=run_metrics(tested, inputs.data.classes),
         device=device,
         wall_time_s=seconds,
-        data_options=inputs.data.provenance,
     )
     return record, tested
 

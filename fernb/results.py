@@ -21,11 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from fernb.metrics import aggregate
 from fernb.utils import source_commit, write_json_atomic
+
+if TYPE_CHECKING:
+    from fernb.data.facedata import FaceData
 
 __all__ = [
     "COMMIT_STATES",
@@ -42,6 +46,7 @@ __all__ = [
     "RunRecord",
     "commit_states",
     "compare",
+    "data_fields",
     "paper_tables",
     "read_records",
     "results_root",
@@ -272,6 +277,15 @@ class RunRecord:
         if missing:
             raise ValueError(f"missing record fields: {sorted(missing)}")
         return cls(**{**dict.fromkeys(OPTIONAL_FIELDS), **data})
+
+
+def data_fields(data: FaceData) -> dict[str, object]:
+    """The :class:`RunRecord` fields that say which data a run used: ``dataset`` (the
+    loader's name) and ``data_options`` (:attr:`fernb.data.FaceData.provenance`, e.g. the
+    SynthFACS generator settings). Every writer fills both from the data it ran on:
+    ``RunRecord(**data_fields(data), paper=..., ...)``.
+    """
+    return {"dataset": data.name, "data_options": data.provenance}
 
 
 def write_record(

@@ -21,6 +21,7 @@ from fernb.data.synthetic import (
 )
 from fernb.face.facs import AU_NAMES, PROTOTYPES, au_index
 from fernb.face.render import Pose
+from fernb.results import data_fields
 
 SMALL = {"n_subjects": 3, "samples_per_subject": 8, "difficulty": 0.6}
 
@@ -219,3 +220,4 @@ def test_provenance_names_the_generator_and_survives_cache_and_subset(tmp_path) 
     load_synthetic(tmp_path, **SMALL)
     assert load_synthetic(tmp_path, **SMALL).provenance == expected  # read from the cache
     assert fresh.subset(np.arange(3)).provenance == expected
+    assert data_fields(fresh) == {"dataset": "synthetic", "data_options": expected}

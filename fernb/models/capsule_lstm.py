@@ -50,7 +50,7 @@ from fernb.nn.capsules import (
     mask_capsules,
     reconstruction_loss,
 )
-from fernb.results import RunRecord
+from fernb.results import RunRecord, data_fields
 from fernb.train import Batch, EvalResult, FitResult, Task, TrainConfig, evaluate, fit
 
 __all__ = [
@@ -656,8 +656,7 @@ def fold_record(
         paper="capsule_lstm",
         experiment=experiment,
         variant=run.variant,
-        dataset=data.name,
-        data_options=data.provenance,
+        **data_fields(data),
         protocol=protocol,
         fold=run.fold,
         seed=seed,

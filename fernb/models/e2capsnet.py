@@ -56,7 +56,7 @@ from fernb.face.au_attention import attention_map
 from fernb.face.landmarks import Landmarks, dataset_landmarks
 from fernb.nn.capsules import FCDecoder, PrimaryCapsules, RoutingCapsules, mask_capsules
 from fernb.nn.vgg import StagedVGG, scaled_channels
-from fernb.results import RunRecord
+from fernb.results import RunRecord, data_fields
 from fernb.tasks import CapsuleOutput, CapsuleTask
 from fernb.train import (
     Batch,
@@ -761,8 +761,7 @@ def run_records(
         "paper": "e2capsnet",
         "experiment": experiment,
         "variant": name,
-        "dataset": data.name,
-        "data_options": data.provenance,
+        **data_fields(data),
         "protocol": protocol,
         "fold": fold,
         "seed": seed,

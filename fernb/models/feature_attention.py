@@ -52,7 +52,7 @@ from fernb.data.face_nonface import FaceNonFace, make_face_nonface
 from fernb.data.splits import holdout_subjects, official_split
 from fernb.metrics import confusion_matrix, expression_metrics
 from fernb.nn.vgg import SmallInputVGG, StagedVGG
-from fernb.results import RunRecord
+from fernb.results import RunRecord, data_fields
 from fernb.train import (
     Batch,
     Classification,
@@ -815,8 +815,7 @@ def variant_records(
         "paper": "feature_attention",
         "experiment": experiment,
         "variant": run.variant,
-        "dataset": emotion.data.name,
-        "data_options": emotion.data.provenance,
+        **data_fields(emotion.data),
         "protocol": emotion.protocol,
         "fold": None,
         "seed": seed,

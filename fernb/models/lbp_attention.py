@@ -42,7 +42,7 @@ from fernb.data.splits import holdout_subjects, image_kfold, official_split, sub
 from fernb.face.lbp import lbp_image
 from fernb.metrics import expression_metrics
 from fernb.nn.vgg import StagedVGG, scaled_channels
-from fernb.results import RUN_KEYS, RunRecord, compare
+from fernb.results import RUN_KEYS, RunRecord, compare, data_fields
 from fernb.scoreboard import SAME_DATA
 from fernb.train import EvalResult, TrainConfig, evaluate, fit, tensors
 
@@ -543,8 +543,7 @@ class Trained:
             paper="lbp_attention",
             experiment=experiment,
             variant=self.variant,
-            dataset=data.name,
-            data_options=data.provenance,
+            **data_fields(data),
             protocol=protocol,
             fold=self.fold,
             seed=seed,
