@@ -34,8 +34,8 @@ Two need a decision:
   method's. E2-Capsnet's attention maps are drawn once per dataset, outside the timing.
 
 :func:`summarise_methods` gives mean, standard deviation and count per method;
-:func:`paired_differences` compares every method with the best one on the same folds and
-seeds, with a t confidence interval of the mean difference.
+:func:`fernb.metrics.paired_differences` compares every method with the best one on the
+same folds and seeds, with a t confidence interval of the mean difference.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from fernb.data.facedata import FaceData
 from fernb.metrics import aggregate, expression_metrics, macro_f1
@@ -72,7 +71,6 @@ __all__ = [
     "clip_parts",
     "comparison_splits",
     "method_table",
-    "paired_differences",
     "records_table",
     "run_comparison",
     "run_method",
@@ -433,46 +431,3 @@ def method_table(table: pd.DataFrame) -> pd.DataFrame:
         ]
     shown["n"] = summary[("accuracy", "n")].astype(int)
     return shown
-
-
-def paired_differences(
-    table: pd.DataFrame, metric: str = "accuracy", confidence: float = 0.95
-) -> pd.DataFrame:
-    """Every method against the best one (highest mean ``metric``) on the same runs.
-
-    ``table`` holds one dataset and protocol. For each method, ``d = best - method`` on
-    every (fold, seed) both ran; one row per method, best first: ``mean`` (the method's
-    mean over all its runs), ``difference`` (mean of d), ``ci_low``, ``ci_high`` (the t
-    interval of that mean at ``confidence``; NaN with fewer than 2 pairs), ``n`` (pairs) and
-    ``clear`` (the interval lies above 0). The folds of one cross-validation share training
-    images, so their differences are not independent and the interval is somewhat too
-    narrow (Nadeau & Bengio, 2003): a difference that is not clear is not established, one
-    that is clear is likely but not proven.
-    """
-    if len(table[["dataset", "protocol"]].drop_duplicates()) != 1:
-        raise ValueError("paired_differences compares runs of one dataset and protocol")
-    runs = table.assign(fold=table["fold"].fillna(-1)).pivot(
-        index=["fold", "seed"], columns="method", values=metric
-    )
-    means = runs.mean()
-    best = means.idxmax()
-    rows = {}
-    for method in means.sort_values(ascending=False).index:
-        differences = (runs[best] - runs[method]).dropna()
-        n = len(differences)
-        centre = differences.mean()
-        half = np.nan
-        if n > 1:
-            spread = differences.std(ddof=1) / np.sqrt(n)
-            half = stats.t.ppf((1 + confidence) / 2, n - 1) * spread
-        rows[method] = {
-            "mean": means[method],
-            "difference": centre,
-            "ci_low": centre - half,
-            "ci_high": centre + half,
-            "n": n,
-            "clear": bool(centre - half > 0),
-        }
-    result = pd.DataFrame.from_dict(rows, orient="index")
-    result.index.name = "method"
-    return result.assign(against=best)

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
@@ -42,6 +43,7 @@ __all__ = [
     "expression_metrics",
     "macro_f1",
     "mean_au_f1",
+    "paired_differences",
     "per_class_accuracy",
     "row_normalise",
 ]
@@ -267,3 +269,64 @@ def aggregate(
     keys = list(by) or np.full(len(table), "all")
     grouped = table.groupby(keys, dropna=False, sort=True)[list(metrics)]
     return grouped.agg(["mean", "std", "count"]).rename(columns={"count": "n"}, level=1)
+
+
+def paired_differences(
+    table: pd.DataFrame,
+    by: str,
+    metric: str,
+    against: str | None = None,
+    pair_on: Sequence[str] = RUN_IDS,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    r"""Every configuration against a reference, on the runs (folds, seeds) both made.
+
+    ``table`` has one row per run: ``by`` names the configuration (method, variant),
+    ``pair_on`` the run (a missing fold, as on an official split, is one run per seed), and
+    ``metric`` the value. ``against`` is the reference configuration, by default the one
+    with the highest mean. For each configuration the paired differences are
+    :math:`d_i = x_i - r_i` over the runs :math:`i` both made, and the t interval of their
+    mean is :math:`\bar d \pm t_{(1+c)/2,\,n-1}\, s_d / \sqrt{n}` (Student's paired t).
+
+    Returns one row per configuration, highest mean first, indexed by ``by``: ``mean`` (over
+    all its runs), ``difference`` (:math:`\bar d`), ``ci_low`` and ``ci_high`` (NaN with
+    fewer than 2 pairs), ``n`` (pairs), ``ahead`` (pairs with :math:`d_i > 0`), ``clear``
+    (the interval excludes 0) and ``against``. Folds of one cross-validation share training
+    data, so their differences are not independent and the interval is somewhat too narrow
+    (Nadeau & Bengio, *Inference for the generalization error*, 2003): a difference that is
+    not clear is not established, one that is clear is likely but not proven.
+    """
+    keys = list(pair_on)
+    table = table.assign(**{k: table[k].fillna(-1) for k in keys})
+    repeated = table.duplicated([*keys, by])
+    if repeated.any():
+        run = table.loc[repeated, [by, *keys]].iloc[0].to_dict()
+        raise ValueError(
+            f"two runs of {run}: compare the runs of one dataset and protocol at a time"
+        )
+    runs = table.pivot(index=keys, columns=by, values=metric)
+    means = runs.mean()
+    reference = means.idxmax() if against is None else against
+    if reference not in runs:
+        raise ValueError(f"no runs of {by} = {reference!r} to compare against")
+    rows = {}
+    for name in means.sort_values(ascending=False).index:
+        differences = (runs[name] - runs[reference]).dropna()
+        n = len(differences)
+        centre = differences.mean()
+        half = np.nan
+        if n > 1:
+            spread = differences.std(ddof=1) / np.sqrt(n)
+            half = stats.t.ppf((1 + confidence) / 2, n - 1) * spread
+        rows[name] = {
+            "mean": means[name],
+            "difference": centre,
+            "ci_low": centre - half,
+            "ci_high": centre + half,
+            "n": n,
+            "ahead": int((differences > 0).sum()),
+            "clear": bool(centre - half > 0 or centre + half < 0),
+        }
+    result = pd.DataFrame.from_dict(rows, orient="index")
+    result.index.name = by
+    return result.assign(against=reference)

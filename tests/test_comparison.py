@@ -19,7 +19,6 @@ from fernb.comparison import (
     clip_parts,
     comparison_splits,
     method_table,
-    paired_differences,
     records_table,
     run_comparison,
     run_method,
@@ -241,22 +240,3 @@ def test_summary_by_hand() -> None:
         4,
     ]
     assert shown.loc[("d", "p", "cpu", "b")].tolist() == ["60.0", "30.0", "1.00", 1]
-
-
-def test_paired_differences_by_hand() -> None:
-    paired = paired_differences(_hand_table())
-    assert paired.index.tolist() == ["a", "c", "b"] and set(paired["against"]) == {"a"}
-    # b: a - b = .20 .15 .18 .18, mean .1775, sample variance .001275 / 3, t(.975, 3) = 3.1824
-    half = 3.182446305284263 * np.sqrt(0.001275 / 3) / np.sqrt(4)
-    b = paired.loc["b"]
-    assert b["difference"] == pytest.approx(0.1775) and b["n"] == 4
-    assert (b["ci_low"], b["ci_high"]) == pytest.approx((0.1775 - half, 0.1775 + half))
-    assert b["clear"]
-    # c: on folds 0-2 only, a - c = .02 -.02 .05, mean 1/60, t(.975, 2) = 4.3027
-    half = 4.302652729911275 * np.sqrt(0.00246666666 / 2) / np.sqrt(3)
-    c = paired.loc["c"]
-    assert c["difference"] == pytest.approx(1 / 60) and c["n"] == 3
-    assert c["ci_low"] == pytest.approx(1 / 60 - half) and not c["clear"]
-    assert paired.loc["a", "difference"] == 0 and not paired.loc["a", "clear"]
-    with pytest.raises(ValueError, match="one dataset"):
-        paired_differences(pd.concat([_hand_table(), _hand_table().assign(dataset="e")]))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
@@ -20,6 +22,7 @@ from fernb.metrics import (
     expression_metrics,
     macro_f1,
     mean_au_f1,
+    paired_differences,
     per_class_accuracy,
     row_normalise,
 )
@@ -188,3 +191,70 @@ def test_aggregate_gives_mean_sample_std_and_count_per_group() -> None:
 
     overall = aggregate(runs, metrics=["accuracy"])
     assert overall.loc["all", ("accuracy", "mean")] == pytest.approx(np.mean([0.5, 0.7, 0.9, 0.4]))
+
+
+def _paired_table() -> pd.DataFrame:
+    """Three configurations on folds 0-3 of seed 0; c did not run fold 3."""
+    accuracy = {
+        "a": [0.80, 0.70, 0.90, 0.80],
+        "b": [0.60, 0.55, 0.72, 0.62],
+        "c": [0.78, 0.72, 0.85, None],
+    }
+    rows = [
+        {"variant": name, "fold": fold, "seed": 0, "accuracy": value}
+        for name, values in accuracy.items()
+        for fold, value in enumerate(values)
+        if value is not None
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_against_the_best_by_hand() -> None:
+    paired = paired_differences(_paired_table(), by="variant", metric="accuracy")
+    assert paired.index.tolist() == ["a", "c", "b"] and set(paired["against"]) == {"a"}
+    # b - a = -.20 -.15 -.18 -.18: mean -.1775, sample variance .001275 / 3, t(.975, 3) = 3.1824
+    half = 3.182446305284263 * np.sqrt(0.001275 / 3) / np.sqrt(4)
+    b = paired.loc["b"]
+    assert b["difference"] == pytest.approx(-0.1775) and b["n"] == 4 and b["ahead"] == 0
+    assert (b["ci_low"], b["ci_high"]) == pytest.approx((-0.1775 - half, -0.1775 + half))
+    assert b["clear"]
+    # c - a on folds 0-2 only = -.02 .02 -.05: one pair ahead, an interval across 0
+    c = paired.loc["c"]
+    assert c["difference"] == pytest.approx(-1 / 60) and c["n"] == 3 and c["ahead"] == 1
+    assert not c["clear"]
+    a = paired.loc["a"]
+    assert a["difference"] == 0 and a["ahead"] == 0 and not a["clear"]
+
+
+def test_paired_differences_match_scipy_paired_t() -> None:
+    table = _paired_table()
+    paired = paired_differences(table, by="variant", metric="accuracy", against="b")
+    wide = table.pivot(index="fold", columns="variant", values="accuracy").dropna()
+    reference = stats.ttest_rel(wide["c"], wide["b"]).confidence_interval(0.95)
+    c = paired.loc["c"]
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((reference.low, reference.high))
+    assert c["clear"] and c["ahead"] == 3 and set(paired["against"]) == {"b"}
+
+
+def test_paired_differences_pair_an_official_split_by_seed() -> None:
+    """Runs without a fold (one official split) pair on the seed alone."""
+    table = pd.DataFrame(
+        {
+            "variant": ["full", "full", "no_lbp", "no_lbp"],
+            "fold": [None, None, None, None],
+            "seed": [0, 1, 0, 1],
+            "accuracy": [0.5, 0.6, 0.55, 0.58],
+        }
+    )
+    paired = paired_differences(table, by="variant", metric="accuracy", against="full")
+    assert paired.loc["no_lbp", "difference"] == pytest.approx(0.015)
+    assert paired.loc["no_lbp", "n"] == 2 and paired.loc["no_lbp", "ahead"] == 1
+    assert paired.loc["full", "difference"] == 0 and not paired.loc["full", "clear"]
+
+
+def test_paired_differences_refuse_mixed_runs_and_an_unknown_reference() -> None:
+    table = _paired_table()
+    with pytest.raises(ValueError, match="one dataset and protocol"):
+        paired_differences(pd.concat([table, table]), by="variant", metric="accuracy")
+    with pytest.raises(ValueError, match="'z'"):
+        paired_differences(table, by="variant", metric="accuracy", against="z")
