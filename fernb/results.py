@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from fernb.metrics import aggregate
@@ -49,6 +50,7 @@ __all__ = [
     "data_fields",
     "paper_tables",
     "read_records",
+    "recorded_confusion",
     "results_root",
     "share_runs",
     "summarise",
@@ -424,6 +426,30 @@ def summarise(
     """
     column = _metric_column(df, metric)
     return aggregate(df, metrics=[column], by=by)[column]
+
+
+def recorded_confusion(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The test confusion matrix of the recorded runs in ``df``, summed over them.
+
+    Reads the ``metrics.confusion.<true>.<predicted>`` columns of :func:`read_records`'
+    table (records whose metrics hold ``confusion[true][predicted]`` counts). Returns the
+    C x C count matrix (rows: true class) and the class names, in the records' order.
+    Raises ``ValueError`` when a run has no confusion matrix or one over other classes.
+    """
+    prefix = "metrics.confusion."
+    cells = [c for c in df.columns if c.startswith(prefix)]
+    if df.empty or not cells or df[cells].isna().any(axis=None):
+        raise ValueError(
+            "expected runs that all record a confusion matrix over the same classes "
+            "(metrics.confusion.<true>.<predicted>)"
+        )
+    pairs = [c[len(prefix) :].split(".") for c in cells]
+    classes = list(dict.fromkeys(true for true, _ in pairs))
+    index = {name: k for k, name in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for column, (true, predicted) in zip(cells, pairs, strict=True):
+        matrix[index[true], index[predicted]] = int(df[column].sum())
+    return matrix, classes
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
 
 import fernb
 from fernb.results import (
@@ -22,6 +23,7 @@ from fernb.results import (
     compare,
     paper_tables,
     read_records,
+    recorded_confusion,
     results_root,
     share_runs,
     summarise,
@@ -214,6 +216,28 @@ def test_summarise_pools_folds_and_seeds(tmp_path: Path) -> None:
     assert table.loc["e2capsnet", "std"] == pytest.approx(np.std(expected, ddof=1))
     assert table.loc["e2capsnet", "n"] == 4
     assert table.loc["vgg16", "n"] == 1 and np.isnan(table.loc["vgg16", "std"])
+
+
+def test_recorded_confusion_sums_the_runs_counts_in_the_records_class_order(
+    tmp_path: Path,
+) -> None:
+    classes = ["sad", "angry", "happy"]  # not alphabetical: the records' order is kept
+    rng = np.random.default_rng(0)
+    expected = np.zeros((3, 3), dtype=int)
+    for seed in (0, 1):
+        labels, guesses = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+        counts = skm.confusion_matrix(labels, guesses, labels=[0, 1, 2])
+        expected += counts
+        confusion = {t: {p: int(counts[i, j]) for j, p in enumerate(classes)}
+                     for i, t in enumerate(classes)}  # fmt: skip
+        metrics = {"accuracy": float(np.trace(counts)) / 40, "confusion": confusion}
+        write_record(_record(seed=seed, metrics=metrics), root=tmp_path)
+    matrix, names = recorded_confusion(read_records(tmp_path))
+    assert names == classes
+    np.testing.assert_array_equal(matrix, expected)
+    write_record(_record(seed=2), root=tmp_path)  # a run without a confusion matrix
+    with pytest.raises(ValueError, match="confusion matrix"):
+        recorded_confusion(read_records(tmp_path))
 
 
 def test_paper_tables_hold_every_papers_headline_numbers() -> None:
