@@ -496,15 +496,16 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
     selection) and matched to the paper on (experiment, variant, dataset, metric). Our
     test-selected runs are compared only with the paper's test-selected numbers; our
     validation-selected runs with every paper number. Runs that a paper prints in several
-    tables fill each of them (:func:`share_runs`). A paper number without a run of ours
-    keeps NaN in ``ours``. Ours are multiplied by ``scale`` (percent, as the papers print);
+    tables fill each of them (:func:`share_runs`; ``shared_from`` names the experiment they
+    were recorded under). A paper number without a run of ours keeps NaN in ``ours``. Ours are multiplied by ``scale`` (percent, as the papers print);
     ``difference = ours - theirs``.
     """
     theirs = paper_tables(paper).rename(
         columns={"value": "theirs", "selection": "their_selection", "protocol": "their_protocol"}
     )
     ours = share_runs(df_ours[df_ours["paper"] == paper], theirs)
-    keys = [k for k in RUN_KEYS if k != "paper"]
+    # a shared run never meets a run of the target's own in one group (share_runs)
+    keys = [*(k for k in RUN_KEYS if k != "paper"), "shared_from"]
     summaries = [
         summarise(ours, by=keys, metric=metric).reset_index().assign(metric=metric)
         for metric in theirs["metric"].unique()
@@ -538,6 +539,7 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
         "their_protocol",
         "source",
         "note",
+        "shared_from",
     ]
     return merged[columns].reset_index(drop=True)
 

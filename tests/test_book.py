@@ -111,12 +111,17 @@ def test_source_notebooks_are_stored_without_outputs(repo_root: Path) -> None:
                 assert not cell.outputs and cell.execution_count is None, f"{path}: outputs stored"
 
 
+def _parameters_cells(path: Path) -> list:
+    """The cells of the notebook at ``path`` tagged ``parameters``."""
+    cells = nbformat.read(path, as_version=4).cells
+    return [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+
+
 def test_source_notebooks_have_one_parameters_cell_first(repo_root: Path) -> None:
     for path in _source_notebooks(repo_root):
         code_cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        tagged = [c for c in code_cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1, f"{path}: expected one cell tagged 'parameters'"
-        assert code_cells[0] is tagged[0], (
+        assert len(_parameters_cells(path)) == 1, f"{path}: expected one cell tagged 'parameters'"
+        assert "parameters" in code_cells[0].metadata.get("tags", []), (
             f"{path}: the parameters cell must be the first code cell"
         )
         assert notebook_kernel(path) == "python3", f"{path}: kernelspec must be the venv's python3"
@@ -126,11 +131,7 @@ def test_papermill_reads_every_parameter_of_every_notebook(repo_root: Path) -> N
     """``fernb run -p NAME`` refuses a name papermill does not list, and papermill skips an
     assignment whose comment it cannot parse (an '=' in it, for one)."""
     for path in _source_notebooks(repo_root):
-        cell = next(
-            c
-            for c in nbformat.read(path, as_version=4).cells
-            if "parameters" in c.metadata.get("tags", [])
-        )
+        (cell,) = _parameters_cells(path)
         assigned = {
             target.id
             for node in ast.parse(cell.source).body

@@ -349,6 +349,8 @@ def test_a_network_the_paper_prints_in_several_tables_fills_each(tmp_path: Path)
     assert table.loc[("modules", "no_attention"), "ours"] == pytest.approx(55.0)
     assert table.loc[("dilation", "full"), "ours"] == pytest.approx(70.0)
     assert np.isnan(table.loc[("lbp", "lbp_original"), "ours"])
+    assert table.loc[("lbp", "no_lbp"), "shared_from"] == "benchmark"
+    assert table.loc[[("dilation", "full"), ("benchmark", "full")], "shared_from"].isna().all()
 
 
 def test_compare_without_runs_lists_the_papers_numbers(tmp_path: Path) -> None:
