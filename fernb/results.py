@@ -497,8 +497,9 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
     test-selected runs are compared only with the paper's test-selected numbers; our
     validation-selected runs with every paper number. Runs that a paper prints in several
     tables fill each of them (:func:`share_runs`; ``shared_from`` names the experiment they
-    were recorded under). A paper number without a run of ours keeps NaN in ``ours``. Ours are multiplied by ``scale`` (percent, as the papers print);
-    ``difference = ours - theirs``.
+    were recorded under). A paper number without a run of ours keeps NaN in ``ours``. Ours
+    are multiplied by ``scale`` (percent, as the papers print); ``difference = ours -
+    theirs``.
     """
     theirs = paper_tables(paper).rename(
         columns={"value": "theirs", "selection": "their_selection", "protocol": "their_protocol"}
