@@ -437,7 +437,8 @@ def recorded_confusion(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     Raises ``ValueError`` when a run has no confusion matrix or one over other classes.
     """
     prefix = "metrics.confusion."
-    cells = [c for c in df.columns if c.startswith(prefix)]
+    # read_records' table has a column per cell of every dataset's classes: keep these runs'
+    cells = [c for c in df.columns if c.startswith(prefix) and df[c].notna().any()]
     if df.empty or not cells or df[cells].isna().any(axis=None):
         raise ValueError(
             "expected runs that all record a confusion matrix over the same classes "

@@ -232,9 +232,15 @@ def test_recorded_confusion_sums_the_runs_counts_in_the_records_class_order(
                      for i, t in enumerate(classes)}  # fmt: skip
         metrics = {"accuracy": float(np.trace(counts)) / 40, "confusion": confusion}
         write_record(_record(seed=seed, metrics=metrics), root=tmp_path)
-    matrix, names = recorded_confusion(read_records(tmp_path))
+    # another dataset's runs, over other classes, share the table but not the matrix
+    other = {"confusion": {"a": {"a": 1, "b": 0}, "b": {"a": 2, "b": 3}}, "accuracy": 0.67}
+    write_record(_record(dataset="rafdb2", metrics=other), root=tmp_path)
+    records = read_records(tmp_path)
+    matrix, names = recorded_confusion(records[records["dataset"] == "rafdb"])
     assert names == classes
     np.testing.assert_array_equal(matrix, expected)
+    with pytest.raises(ValueError, match="same classes"):
+        recorded_confusion(records)
     write_record(_record(seed=2), root=tmp_path)  # a run without a confusion matrix
     with pytest.raises(ValueError, match="confusion matrix"):
         recorded_confusion(read_records(tmp_path))
