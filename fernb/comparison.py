@@ -35,13 +35,15 @@ Two need a decision:
 
 :func:`summarise_methods` gives mean, standard deviation and count per method;
 :func:`fernb.metrics.paired_differences` compares every method with the best one on the
-same folds and seeds, with a t confidence interval of the mean difference.
+same folds and seeds, with a t confidence interval of the mean difference; :func:`overview`
+sets several datasets and budgets side by side.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -59,18 +61,23 @@ from fernb.train import FitResult
 from fernb.utils import choose_device, device_label, seed_everything
 
 __all__ = [
+    "DATASET_NAMES",
     "EXPERIMENT",
     "FACE_SIZE",
     "GROUPS",
     "MAX_CLIP_FRAMES",
     "METHODS",
+    "METHOD_NAMES",
     "REPORTED",
     "ProtocolData",
     "Setting",
     "Tested",
     "clip_parts",
     "comparison_splits",
+    "coverage",
+    "fold_ranges",
     "method_table",
+    "overview",
     "records_table",
     "run_comparison",
     "run_method",
@@ -93,6 +100,21 @@ REPORTED: dict[str, tuple[str, float, int]] = {
 GROUPS: tuple[str, ...] = ("dataset", "protocol", "device", "method")
 #: The paper's longest clip (Liu et al.: 16 frames).
 MAX_CLIP_FRAMES = 16
+#: How :func:`overview` names the methods (with their papers) and the datasets.
+METHOD_NAMES: dict[str, str] = {
+    "e2capsnet": "E2-Capsnet",
+    "au_capsules": "AU capsules (Rashid & Lee)",
+    "vgg16": "VGG16",
+    "lbp_attention": "LBP attention (Li et al.)",
+    "vgg19": "VGG19",
+    "feature_attention": 'feature attention, Model 3 "separately" (Meen et al.)',
+    "capsule_lstm": "Capsule-LSTM (Liu et al., per clip)",
+}
+DATASET_NAMES: dict[str, str] = {
+    "ckplus48": "CK+48",
+    "fer2013": "FER2013",
+    "synthetic": "SynthFACS",
+}
 
 
 @dataclass(frozen=True)
@@ -426,8 +448,80 @@ def method_table(table: pd.DataFrame) -> pd.DataFrame:
     for metric, (heading, scale, decimals) in REPORTED.items():
         means, stds = summary[(metric, "mean")] * scale, summary[(metric, "std")] * scale
         shown[heading] = [
-            f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
-            for mean, std in zip(means, stds, strict=True)
+            _mean_std(mean, std, decimals) for mean, std in zip(means, stds, strict=True)
         ]
     shown["n"] = summary[("accuracy", "n")].astype(int)
     return shown
+
+
+def _mean_std(mean: float, std: float, decimals: int) -> str:
+    """``"mean ± std"``, or the mean alone where the std is undefined (one run)."""
+    return f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
+
+
+def fold_ranges(folds: Iterable[float | None]) -> str:
+    """The distinct folds in words, consecutive ones as a range: ``"0 to 4, 8"``; ``"none"``
+    for the runs of an official split, which have no fold."""
+    present = sorted({int(fold) for fold in folds if pd.notna(fold)})
+    if not present:
+        return "none"
+    stretches = [
+        [fold for _, fold in group]
+        for _, group in itertools.groupby(enumerate(present), lambda pair: pair[1] - pair[0])
+    ]
+    return ", ".join(f"{s[0]}" if len(s) == 1 else f"{s[0]} to {s[-1]}" for s in stretches)
+
+
+def coverage(table: pd.DataFrame) -> str:
+    """Which seeds ran which folds in ``table`` (runs of one protocol), in words:
+    ``"seeds 0, 1, 2"`` where every seed ran every fold that any seed ran (or the dataset has
+    one official split), else per seed, ``"seed 0 on all folds, seed 1 on folds 0 to 4, 8"``."""
+    folds = table.groupby("seed")["fold"].apply(fold_ranges)
+    every = fold_ranges(table["fold"])
+    if (folds == every).all():
+        return f"seed{'s' * (len(folds) > 1)} " + ", ".join(str(seed) for seed in folds.index)
+    return ", ".join(
+        f"seed {seed} on "
+        + ("all folds" if ran == every else f"fold{'s' * (not ran.isdigit())} {ran}")
+        for seed, ran in folds.items()
+    )
+
+
+def overview(
+    table: pd.DataFrame, columns: Sequence[tuple[str, int]], metric: str = "accuracy"
+) -> pd.DataFrame:
+    """The comparison at a glance: one column per ``(dataset, epochs)`` of ``table``
+    (:func:`records_table`'s rows), one row per method (:data:`METHOD_NAMES`), each cell
+    ``metric`` as ``"mean ± std"`` over the method's runs there (folds x seeds, scaled as in
+    :data:`REPORTED`), the highest mean of each column in bold (Markdown ``**``), ``""``
+    where the method has no run. Headings name the dataset (:data:`DATASET_NAMES`), the
+    epochs and the runs per method ("18 runs"; "15 to 18 runs" where methods differ); rows
+    follow the first column, highest mean first. Raises ``ValueError`` for a column with no
+    run, or with runs of several protocols (their numbers are not comparable)."""
+    _, scale, decimals = REPORTED[metric]
+    shown: dict[str, pd.Series] = {}
+    order: list[str] = []
+    for dataset, epochs in columns:
+        runs = table[(table["dataset"] == dataset) & (table["epochs"] == epochs)]
+        protocols = runs["protocol"].unique()
+        if len(protocols) != 1:
+            raise ValueError(
+                f"{dataset} at {epochs} epochs: expected the runs of one protocol, "
+                f"found {len(protocols)}: {list(protocols)}"
+            )
+        stats = runs.groupby("method")[metric].agg(["mean", "std", "size"])
+        cells = {
+            method: _mean_std(row["mean"] * scale, row["std"] * scale, decimals)
+            for method, row in stats.iterrows()
+        }
+        best = stats["mean"].idxmax()
+        cells[best] = f"**{cells[best]}**"
+        low, high = stats["size"].min(), stats["size"].max()
+        counted = f"{high}" if low == high else f"{low} to {high}"
+        name = f"{DATASET_NAMES.get(dataset, dataset)}, {epochs} epochs ({counted} runs)"
+        shown[name] = pd.Series(cells)
+        ranked = stats["mean"].sort_values(ascending=False).index
+        order += [method for method in ranked if method not in order]
+    frame = pd.DataFrame(shown).reindex(order).fillna("")
+    frame.index = pd.Index([METHOD_NAMES.get(method, method) for method in order], name="method")
+    return frame

@@ -8,12 +8,13 @@ import platform
 import random
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "device_label",
     "environment_summary",
     "git_commit",
+    "markdown_table",
     "seed_everything",
     "set_plot_style",
     "source_commit",
@@ -121,6 +123,21 @@ RECORDED_OUTPUTS: tuple[str, ...] = (
     ":(top,exclude,glob)book/results/**/*.json",
     ":(top,exclude,glob)book/results/**/*.png",
 )
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown (CommonMark pipe) table, its index the first column; a ``|``
+    in a cell is escaped. What :func:`pandas.DataFrame.to_markdown` gives, without its
+    ``tabulate`` dependency."""
+
+    def row(cells: Iterable[object]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", r"\|") for cell in cells) + " |"
+
+    lines = [row([frame.index.name or "", *frame.columns]), row(["---"] * (frame.shape[1] + 1))]
+    lines += [
+        row([index, *values]) for index, values in zip(frame.index, frame.values, strict=True)
+    ]
+    return "\n".join(lines)
 
 
 def git_commit(path: Path | str | None = None) -> str | None:

@@ -18,7 +18,10 @@ from fernb.comparison import (
     Setting,
     clip_parts,
     comparison_splits,
+    coverage,
+    fold_ranges,
     method_table,
+    overview,
     records_table,
     run_comparison,
     run_method,
@@ -240,3 +243,46 @@ def test_summary_by_hand() -> None:
         4,
     ]
     assert shown.loc[("d", "p", "cpu", "b")].tolist() == ["60.0", "30.0", "1.00", 1]
+
+
+def test_overview_by_hand() -> None:
+    first = _hand_table().assign(epochs=10)
+    first.loc[(first["method"] == "b") & (first["fold"] == 3), "accuracy"] = 0.61
+    second = pd.DataFrame(
+        {"dataset": "ckplus48", "protocol": "q", "epochs": 5, "method": method, "fold": fold,
+         "seed": 0, "accuracy": value}
+        for method, fold, value in [("b", 0, 0.5), ("b", 1, 0.7), ("a", 0, 0.4), ("vgg16", 0, 0.45)]
+    )  # fmt: skip
+    shown = overview(pd.concat([first, second]), [("d", 10), ("ckplus48", 5)])
+    assert list(shown.columns) == ["d, 10 epochs (3 to 4 runs)", "CK+48, 5 epochs (1 to 2 runs)"]
+    assert shown.index.tolist() == ["a", "c", "b", "VGG16"]  # by the first column, then new ones
+    assert shown.iloc[:, 0].tolist() == ["**80.0 ± 8.2**", "78.3 ± 6.5", "62.0 ± 7.2", ""]
+    assert shown.iloc[:, 1].tolist() == ["40.0", "", "**60.0 ± 14.1**", "45.0"]
+
+
+def test_overview_refuses_a_column_of_no_runs_or_of_two_protocols() -> None:
+    table = _hand_table().assign(epochs=10)
+    with pytest.raises(ValueError, match="d at 20 epochs: expected the runs of one protocol"):
+        overview(table, [("d", 20)])
+    table.loc[table["fold"] == 0, "protocol"] = "other"
+    with pytest.raises(ValueError, match="found 2"):
+        overview(table, [("d", 10)])
+
+
+def test_coverage_names_the_seeds_and_their_folds() -> None:
+    def runs(seed: int, folds: list) -> list[dict]:
+        return [{"seed": seed, "fold": fold, "method": m} for fold in folds for m in ("a", "b")]
+
+    whole = pd.DataFrame(runs(0, range(10)) + runs(1, range(10)))
+    assert coverage(whole) == "seeds 0, 1"
+    official = pd.DataFrame(runs(0, [None]) + runs(2, [None]))  # no folds: one split per seed
+    assert coverage(official) == "seeds 0, 2"
+    partial = pd.DataFrame(runs(0, range(10)) + runs(1, [0, 1, 2, 3, 4, 8]) + runs(2, [7]))
+    assert coverage(partial) == "seed 0 on all folds, seed 1 on folds 0 to 4, 8, seed 2 on fold 7"
+    assert coverage(pd.DataFrame(runs(3, [2, 3]))) == "seed 3"
+
+
+def test_fold_ranges_join_consecutive_folds() -> None:
+    assert fold_ranges([3, 0.0, 1, 2, 3, 7, 9, 10]) == "0 to 3, 7, 9 to 10"
+    assert fold_ranges([5]) == "5"
+    assert fold_ranges([None, float("nan")]) == "none"

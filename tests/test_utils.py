@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import stat
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from markdown_it import MarkdownIt
 
 from fernb.utils import (
     FILE_MODE,
@@ -21,6 +24,7 @@ from fernb.utils import (
     device_label,
     environment_summary,
     git_commit,
+    markdown_table,
     seed_everything,
     source_commit,
     write_json_atomic,
@@ -217,3 +221,17 @@ def test_device_label_names_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device_label("cpu") == device_label(torch.device("cpu")) == "cpu"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU of {device}")
     assert device_label("cuda:1") == "cuda:1 (GPU of cuda:1)"
+
+
+def test_markdown_table_parses_back_to_the_frame() -> None:
+    frame = pd.DataFrame(
+        {"accuracy (%)": ["**80.8 ± 5.9**", "77.0"], "runs": [30, 3]},
+        index=pd.Index(["E2-Capsnet", "a | b"], name="method"),
+    )
+    html = MarkdownIt("commonmark").enable("table").render(markdown_table(frame))
+    cells = re.findall(r"<t[hd]>(.*?)</t[hd]>", html)
+    assert cells == [
+        *("method", "accuracy (%)", "runs"),
+        *("E2-Capsnet", "<strong>80.8 ± 5.9</strong>", "30"),
+        *("a | b", "77.0", "3"),
+    ]
