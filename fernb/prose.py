@@ -5,7 +5,8 @@ A page that quotes a result computes it in a code cell and hands it to its text 
 page, ``{glue:text}`page.ipynb::key```), so no number of ours is typed by hand. What the text
 says in words (who is first, which difference is clear) is checked with :func:`claim`, which
 stops the page, and with it the book's build, when a new record no longer supports it.
-:func:`interval` and :func:`span` write numbers the way the book's text does.
+:func:`interval`, :func:`span` and :func:`enumeration` write numbers and lists the way the
+book's text does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["claim", "interval", "quote", "span"]
+__all__ = ["claim", "enumeration", "interval", "quote", "span"]
 
 
 def quote(key: str, value: object) -> None:
@@ -49,3 +50,11 @@ def span(values: Iterable[float], decimals: int = 1) -> str:
     values = list(values)
     low, high = f"{min(values):.{decimals}f}", f"{max(values):.{decimals}f}"
     return low if low == high else f"{low} to {high}"
+
+
+def enumeration(items: Iterable[object]) -> str:
+    """Items as a sentence lists them: ``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    words = [str(item) for item in items]
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]

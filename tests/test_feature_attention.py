@@ -28,6 +28,7 @@ from fernb.models.feature_attention import (
     save_face_network,
     stage_outputs,
     train_variant,
+    variant_label,
     variant_records,
     variant_spec,
 )
@@ -371,3 +372,13 @@ def test_images_on_moves_only_the_images() -> None:
     moved = images_on(split, "cpu")
     assert moved["label"] is split["label"] and moved["image"].device.type == "cpu"
     assert set(moved) == {"image", "label"} and split["image"].dtype == moved["image"].dtype
+
+
+def test_variant_labels_spell_out_the_table_rows() -> None:
+    assert variant_label("vgg19") == "VGG19"
+    assert variant_label("model2_averaging") == "Model 2 with averaged features"
+    assert variant_label("model1_all_concat") == "Model 1 with all features, concatenated"
+    assert variant_label("model3_separately") == 'Model 3 "separately"'
+    assert variant_label("model3_separately_weighted") == 'Model 3 "separately", Eq. 2'
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_label("model4_all")

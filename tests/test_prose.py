@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from fernb.prose import claim, interval, span
+from fernb.prose import claim, enumeration, interval, span
 
 
 def test_interval_is_points_with_the_confidence_interval() -> None:
@@ -39,3 +39,10 @@ def test_quote_glues_a_value_that_myst_nb_reads_and_shows_nothing() -> None:
     (output,) = notebook.cells[0].outputs
     assert output["metadata"]["scrapbook"]["name"] == "lead"
     assert output["data"] == {"application/papermill.record/text/plain": "'3.8'"}
+
+
+def test_enumeration_joins_with_commas_and_a_final_and() -> None:
+    assert enumeration([]) == ""
+    assert enumeration(["seed 0"]) == "seed 0"
+    assert enumeration([0, 1]) == "0 and 1"
+    assert enumeration(iter(["a", "b", "c"])) == "a, b and c"

@@ -94,6 +94,7 @@ __all__ = [
     "smoke_test",
     "stage_outputs",
     "train_variant",
+    "variant_label",
     "variant_records",
     "variant_spec",
 ]
@@ -311,6 +312,26 @@ def variant_spec(name: str) -> AttentionSpec:
         "[+ _concat|_dot|_weighted], or model3_ + facial|emotion|combination|separately "
         "[+ _dot|_weighted]"
     )
+
+
+_REDUCE_WORDS = {"all": "all features", "averaging": "averaged features", "conv": "conv features"}
+_SUFFIX_WORDS = {"concat": "concatenated", "dot": "Eq. 1", "weighted": "Eq. 2"}
+
+
+def variant_label(name: str) -> str:
+    """How the book's text names a variant: ``"VGG19"``, ``"Model 2 with averaged features"``,
+    ``'Model 3 "separately"'``; a suffix is spelt out (``"model3_separately_weighted"``:
+    ``'Model 3 "separately", Eq. 2'``). Raises ``ValueError`` for an unknown name, as
+    :func:`variant_spec` does."""
+    variant_spec(name)
+    if name == "vgg19":
+        return "VGG19"
+    model, choice, *suffix = name.split("_")
+    number = model.removeprefix("model")
+    base = (
+        f'Model 3 "{choice}"' if number == "3" else f"Model {number} with {_REDUCE_WORDS[choice]}"
+    )
+    return ", ".join([base, *(_SUFFIX_WORDS[s] for s in suffix)])
 
 
 class FeatureAttentionNet(nn.Module):
