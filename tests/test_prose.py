@@ -9,6 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 from fernb.prose import claim, enumeration, interval, span
+from fernb.results import RUN_NOTEBOOK_VARIABLE
 
 
 def test_interval_is_points_with_the_confidence_interval() -> None:
@@ -25,10 +26,17 @@ def test_span_is_low_to_high_or_one_value() -> None:
     assert span([3.01, 2.96]) == "3.0"
 
 
-def test_claim_passes_silently_and_names_the_statement_it_stops() -> None:
+def test_claim_passes_silently_and_names_the_statement_it_stops(monkeypatch) -> None:
+    monkeypatch.delenv(RUN_NOTEBOOK_VARIABLE, raising=False)
     claim(True, "E2-Capsnet is first")
     with pytest.raises(AssertionError, match="the text says 'E2-Capsnet is first'"):
         claim(False, "E2-Capsnet is first")
+
+
+def test_claim_only_warns_inside_a_recorded_run(monkeypatch) -> None:
+    monkeypatch.setenv(RUN_NOTEBOOK_VARIABLE, "book/runs/x/training-ckplus48.ipynb")
+    with pytest.warns(UserWarning, match="the text says 'one run is recorded'"):
+        claim(False, "one run is recorded")
 
 
 def test_quote_glues_a_value_that_myst_nb_reads_and_shows_nothing() -> None:
