@@ -2,7 +2,8 @@
 
 A page that quotes a result computes it in a code cell and hands it to its text with
 :func:`quote` (myst-nb's ``glue``): the Markdown reads ``{glue:text}`key``` (or, from another
-page, ``{glue:text}`page.ipynb::key```), so no number of ours is typed by hand. What the text
+page, ``{glue:text}`page.ipynb::key:s```: there the format is required, myst-nb otherwise
+misreads the ``::``), so no number of ours is typed by hand. What the text
 says in words (who is first, which difference is clear) is checked with :func:`claim`, which
 stops the page, and with it the book's build, when a new record no longer supports it.
 :func:`interval`, :func:`span` and :func:`enumeration` write numbers and lists the way the
