@@ -4,8 +4,9 @@ A run record (:mod:`fernb.results`) holds a run's metrics; its executed notebook
 ``book/runs/`` also holds what the run printed and displayed (the epoch it kept, counts of
 faces without landmarks, statistics of a figure). A page that quotes such a number reads it
 back from the notebook the record names: :func:`printed` gives a cell's printed text and
-:func:`displayed_table` the first table it displayed, each found by the start of the cell's
-code. A notebook whose cell is missing, or shows no such output, is an error naming it.
+:func:`displayed_table` the first table it displayed (:func:`displayed_rows` its raw rows),
+each found by the start of the cell's code. A notebook whose cell is missing, or shows no
+such output, is an error naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["cell_outputs", "displayed_table", "printed"]
+__all__ = ["cell_outputs", "displayed_rows", "displayed_table", "printed"]
 
 
 def cell_outputs(notebook: Path | str, code: str) -> list[dict]:
@@ -78,10 +79,10 @@ def _value(cell: str) -> float | str:
         return float("nan") if cell == "None" else cell
 
 
-def displayed_table(notebook: Path | str, code: str) -> pd.DataFrame:
-    """The first table that the cell starting with ``code`` displayed (a DataFrame as the
-    notebook showed it: its HTML), numbers as floats, indexed by its first column (named as
-    shown; ``"index"`` where the table's index has no name)."""
+def displayed_rows(notebook: Path | str, code: str) -> list[list[str]]:
+    """The rows of the first table that the cell starting with ``code`` displayed, each a
+    list of its cells' text, header rows included (a table whose header spans several rows,
+    such as a DataFrame with two column levels, is read this way)."""
     html = next(
         (
             "".join(output["data"]["text/html"])
@@ -95,7 +96,14 @@ def displayed_table(notebook: Path | str, code: str) -> pd.DataFrame:
         raise ValueError(f"{notebook}: the cell starting with {code!r} displayed no table")
     parser = _TableCells()
     parser.feed(html)
-    header, *rows = parser.rows
+    return parser.rows
+
+
+def displayed_table(notebook: Path | str, code: str) -> pd.DataFrame:
+    """The first table that the cell starting with ``code`` displayed (a DataFrame as the
+    notebook showed it: its HTML), numbers as floats, indexed by its first column (named as
+    shown; ``"index"`` where the table's index has no name)."""
+    header, *rows = displayed_rows(notebook, code)
     index = "index"
     if rows and not any(rows[0][1:]):  # a named index: its name alone on a second header row
         index = rows.pop(0)[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fernb.executed import displayed_table, printed
+from fernb.executed import displayed_rows, displayed_table, printed
 
 
 def _executed(path: Path, frame: pd.DataFrame) -> Path:
@@ -56,3 +56,11 @@ def test_a_missing_cell_or_table_names_the_notebook(tmp_path: Path) -> None:
         printed(path, "x")
     with pytest.raises(ValueError, match=r"run\.ipynb: the cell starting with 'print' displayed"):
         displayed_table(path, "print")
+
+
+def test_a_table_with_two_column_levels_reads_back_row_by_row(tmp_path: Path) -> None:
+    columns = pd.MultiIndex.from_product([["f1", "auc"], ["ours", "cnn"]])
+    frame = pd.DataFrame([[44.8, 56.9, 53.2, 92.5]], index=["AU1"], columns=columns)
+    rows = displayed_rows(_executed(tmp_path / "run.ipynb", frame), "rows, records")
+    assert rows[-1] == ["AU1", "44.8", "56.9", "53.2", "92.5"]
+    assert ["ours", "cnn", "ours", "cnn"] == rows[1][-4:]
