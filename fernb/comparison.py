@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fernb import prose
 from fernb.data.facedata import FaceData
 from fernb.metrics import aggregate, expression_metrics, macro_f1
 from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention, lbp_attention
@@ -448,15 +449,10 @@ def method_table(table: pd.DataFrame) -> pd.DataFrame:
     for metric, (heading, scale, decimals) in REPORTED.items():
         means, stds = summary[(metric, "mean")] * scale, summary[(metric, "std")] * scale
         shown[heading] = [
-            _mean_std(mean, std, decimals) for mean, std in zip(means, stds, strict=True)
+            prose.mean_std(mean, std, decimals) for mean, std in zip(means, stds, strict=True)
         ]
     shown["n"] = summary[("accuracy", "n")].astype(int)
     return shown
-
-
-def _mean_std(mean: float, std: float, decimals: int) -> str:
-    """``"mean ± std"``, or the mean alone where the std is undefined (one run)."""
-    return f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
 
 
 def fold_ranges(folds: Iterable[float | None]) -> str:
@@ -474,12 +470,13 @@ def fold_ranges(folds: Iterable[float | None]) -> str:
 
 def coverage(table: pd.DataFrame) -> str:
     """Which seeds ran which folds in ``table`` (runs of one protocol), in words:
-    ``"seeds 0, 1, 2"`` where every seed ran every fold that any seed ran (or the dataset has
-    one official split), else per seed, ``"seed 0 on all folds, seed 1 on folds 0 to 4, 8"``."""
+    ``"seeds 0, 1 and 2"`` (:func:`fernb.prose.seeds`) where every seed ran every fold that
+    any seed ran (or the dataset has one official split), else per seed,
+    ``"seed 0 on all folds, seed 1 on folds 0 to 4, 8"``."""
     folds = table.groupby("seed")["fold"].apply(fold_ranges)
     every = fold_ranges(table["fold"])
     if (folds == every).all():
-        return f"seed{'s' * (len(folds) > 1)} " + ", ".join(str(seed) for seed in folds.index)
+        return prose.seeds(folds.index)
     return ", ".join(
         f"seed {seed} on "
         + ("all folds" if ran == every else f"fold{'s' * (not ran.isdigit())} {ran}")
@@ -509,14 +506,14 @@ def overview(
                 f"{dataset} at {epochs} epochs: expected the runs of one protocol, "
                 f"found {len(protocols)}: {list(protocols)}"
             )
-        stats = runs.groupby("method")[metric].agg(["mean", "std", "size"])
+        stats = summarise_methods(runs, metrics=[metric], by=["method"])[metric]
         cells = {
-            method: _mean_std(row["mean"] * scale, row["std"] * scale, decimals)
+            method: prose.mean_std(row["mean"] * scale, row["std"] * scale, decimals)
             for method, row in stats.iterrows()
         }
         best = stats["mean"].idxmax()
         cells[best] = f"**{cells[best]}**"
-        low, high = stats["size"].min(), stats["size"].max()
+        low, high = int(stats["n"].min()), int(stats["n"].max())
         counted = f"{high}" if low == high else f"{low} to {high}"
         name = f"{DATASET_NAMES.get(dataset, dataset)}, {epochs} epochs ({counted} runs)"
         shown[name] = pd.Series(cells)

@@ -274,9 +274,9 @@ def test_coverage_names_the_seeds_and_their_folds() -> None:
         return [{"seed": seed, "fold": fold, "method": m} for fold in folds for m in ("a", "b")]
 
     whole = pd.DataFrame(runs(0, range(10)) + runs(1, range(10)))
-    assert coverage(whole) == "seeds 0, 1"
+    assert coverage(whole) == "seeds 0 and 1"
     official = pd.DataFrame(runs(0, [None]) + runs(2, [None]))  # no folds: one split per seed
-    assert coverage(official) == "seeds 0, 2"
+    assert coverage(official) == "seeds 0 and 2"
     partial = pd.DataFrame(runs(0, range(10)) + runs(1, [0, 1, 2, 3, 4, 8]) + runs(2, [7]))
     assert coverage(partial) == "seed 0 on all folds, seed 1 on folds 0 to 4, 8, seed 2 on fold 7"
     assert coverage(pd.DataFrame(runs(3, [2, 3]))) == "seed 3"

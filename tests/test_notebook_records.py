@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import papermill
 import pytest
+from scipy import stats
 
 from fernb.data.synthetic import GENERATOR_VERSION
 from fernb.results import read_records
@@ -21,6 +24,25 @@ from fernb.results import read_records
 BOOK = Path(__file__).resolve().parents[1] / "book"
 # Notebooks that declare results_dir only to read records others wrote.
 READERS = {"au_capsules/results.ipynb"}
+
+
+def _spearman_with_p_and_n(records: pd.DataFrame) -> None:
+    """AU detection records Spearman's rho of each AU with its two-sided p and its n: the p
+    of a rho over n images is the t test scipy.stats.spearmanr makes."""
+    (capsules,) = [run for _, run in records.iterrows() if run["variant"].startswith("ours")]
+    for key in ("spearman", "spearman_present"):
+        rho, p, n = (
+            capsules.filter(like=f"metrics.{key}{part}.").dropna().astype(float)
+            for part in ("", "_p", "_n")
+        )
+        rho, p, n = (s.rename(lambda column: column.split(".")[-1]) for s in (rho, p, n))
+        assert len(rho) > 0 and list(rho.index) == list(p.index) == list(n.index)
+        t = rho * np.sqrt((n - 2) / ((1 - rho) * (1 + rho)))
+        np.testing.assert_allclose(p, 2 * stats.t.sf(np.abs(t), n - 2), rtol=1e-6)
+
+
+#: What some writers' records must hold beyond the common fields.
+RECORD_CHECKS = {"au_capsules/au_detection.ipynb": _spearman_with_p_and_n}
 
 
 WRITERS = sorted(
@@ -59,3 +81,4 @@ def test_a_recorded_default_run_writes_records_that_name_their_data(
     assert len(synthetic) == len(records), "the default run is on SynthFACS"
     assert (synthetic["data_options.generator_version"] == GENERATOR_VERSION).all()
     assert synthetic["data_options.n_subjects"].notna().all()
+    RECORD_CHECKS.get(notebook, lambda _: None)(records)

@@ -124,9 +124,9 @@ def test_measurement_table_has_a_row_per_pipeline_with_its_ratio(tmp_path: Path)
     assert speed.measurement_table([]).empty
 
 
-def _benchmark_script() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
-    spec = importlib.util.spec_from_file_location("train_speed", path)
+def _benchmark_script(name: str = "train_speed") -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -166,3 +166,19 @@ def test_benchmark_runs_both_pipelines_of_both_models_on_the_cpu(
     assert set(vgg["schedules"]) == {"goal", "chapter"} and vgg["eval_images_per_s"] > 0
     assert "schedules" not in record["models"]["e2capsnet"]["pipelines"]["fernb"]
     assert "images_per_s" in capsys.readouterr().out
+
+
+def test_synthetic_benchmark_records_every_run_and_the_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "synthetic_throughput-cpu.json"
+    argv = ["--size", "32", "--images", "80", "--repeats", "2", "--out", str(out)]
+    record = _benchmark_script("synthetic_throughput").main(argv)
+
+    assert json.loads(out.read_text()) == record
+    assert record["images"] == 80 and record["options"]["size"] == 32
+    assert len(record["images_per_s_runs"]) == 2 and min(record["images_per_s_runs"]) > 0
+    assert record["images_per_s"] == max(record["images_per_s_runs"])
+    assert record["environment"]["device"] == "cpu" and "commit" in record["environment"]
+    assert record["load_average_1min"] >= 0
+    assert f"{record['images_per_s']:,.0f} images/s (best of 2)" in capsys.readouterr().out
