@@ -213,14 +213,20 @@ def _defined(names: Sequence[str], values: np.ndarray) -> dict[str, float]:
 def expression_metrics(labels, predicted, classes: Sequence[str]) -> dict:
     """What a run record stores for expression recognition.
 
-    ``{"accuracy": ..., "per_class_accuracy": {class: ...}}``; a class without test images
-    has no per-class accuracy and is left out.
+    ``{"accuracy": ..., "per_class_accuracy": {class: ...}, "confusion": {true: {predicted:
+    count}}}``: a class without test images has no per-class accuracy and is left out; the
+    confusion counts (:func:`confusion_matrix`, rows the true class) cover every class.
     """
+    matrix = confusion_matrix(labels, predicted, n_classes=len(classes))
     return {
         "accuracy": accuracy(labels, predicted),
         "per_class_accuracy": _defined(
             classes, per_class_accuracy(labels, predicted, n_classes=len(classes))
         ),
+        "confusion": {
+            true: {guess: int(matrix[i, j]) for j, guess in enumerate(classes)}
+            for i, true in enumerate(classes)
+        },
     }
 
 

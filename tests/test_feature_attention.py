@@ -21,7 +21,6 @@ from fernb.models.feature_attention import (
     TenCropTask,
     apply_attention,
     combine_with_image,
-    emotion_metrics,
     images_on,
     load_face_network,
     paper_train_config,
@@ -34,7 +33,6 @@ from fernb.models.feature_attention import (
 )
 from fernb.nn.vgg import SmallInputVGG
 from fernb.results import paper_tables
-from fernb.train import EvalResult
 
 WIDTH = 1 / 16
 
@@ -309,18 +307,6 @@ def test_face_network_round_trip(tmp_path) -> None:
     images = torch.rand(2, 1, CROP, CROP)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), face(images))
-
-
-def test_emotion_metrics_confusion_by_hand() -> None:
-    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
-    result = EvalResult({}, scores, np.array([0, 1, 1, 1]))
-    metrics = emotion_metrics(result, ["anger", "fear"])
-    assert metrics["accuracy"] == 0.75
-    assert metrics["confusion"] == {
-        "anger": {"anger": 1, "fear": 0},
-        "fear": {"anger": 1, "fear": 2},
-    }
-    assert metrics["per_class_accuracy"] == {"anger": 1.0, "fear": pytest.approx(2 / 3)}
 
 
 def tiny_emotion_data() -> EmotionData:

@@ -162,7 +162,8 @@ def test_au_auc_matches_sklearn_and_is_nan_where_undefined() -> None:
 
 def test_record_dicts_leave_out_undefined_values() -> None:
     summary = expression_metrics([0, 0, 1], [0, 1, 1], ["anger", "fear", "surprise"])
-    assert summary == {"accuracy": 2 / 3, "per_class_accuracy": {"anger": 0.5, "fear": 1.0}}
+    assert summary["accuracy"] == 2 / 3
+    assert summary["per_class_accuracy"] == {"anger": 0.5, "fear": 1.0}  # no surprise faces
 
     targets = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     scores = np.array([[0.9, 0.1], [0.6, 0.2], [0.8, 0.3], [0.2, 0.4]])
@@ -173,6 +174,18 @@ def test_record_dicts_leave_out_undefined_values() -> None:
         "f1": {"AU1": pytest.approx(0.8)},
         "auc": {"AU1": 1.0},
     }
+
+
+def test_expression_metrics_keep_the_confusion_of_every_class_by_hand() -> None:
+    # true: anger, fear, fear, fear; predicted: anger, fear, anger, fear
+    summary = expression_metrics([0, 1, 1, 1], [0, 1, 0, 1], ["anger", "fear", "surprise"])
+    assert summary["confusion"] == {
+        "anger": {"anger": 1, "fear": 0, "surprise": 0},
+        "fear": {"anger": 1, "fear": 2, "surprise": 0},
+        "surprise": {"anger": 0, "fear": 0, "surprise": 0},
+    }
+    assert summary["accuracy"] == 0.75
+    assert summary["per_class_accuracy"] == {"anger": 1.0, "fear": pytest.approx(2 / 3)}
 
 
 def test_aggregate_gives_mean_sample_std_and_count_per_group() -> None:

@@ -569,10 +569,12 @@ class FoldRun:
         return self.test.scores.argmax(axis=1)
 
     def metrics(self) -> dict:
-        """Test accuracy and per-class accuracy, plus the selected epoch's validation accuracy."""
+        """Test accuracy, per-class accuracy and confusion, plus the selected epoch and its
+        validation accuracy."""
         return {
             **expression_metrics(self.test.targets, self.predicted, self.classes),
             "val_accuracy": self.result.best_metrics["accuracy"],
+            "best_epoch": self.result.best_epoch,
         }
 
     def confusion(self) -> np.ndarray:

@@ -35,7 +35,7 @@ weight decay 5e-4), lr / 10 at 50%, 75% and 90% of the epochs, cross-entropy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -50,7 +50,7 @@ from fernb.data import FaceData, load
 from fernb.data.augment import Augmentation, ten_crop_predict
 from fernb.data.face_nonface import FaceNonFace, make_face_nonface
 from fernb.data.splits import holdout_subjects, official_split
-from fernb.metrics import confusion_matrix, expression_metrics
+from fernb.metrics import expression_metrics
 from fernb.nn.vgg import SmallInputVGG, StagedVGG
 from fernb.results import RunRecord, data_fields
 from fernb.train import (
@@ -83,7 +83,6 @@ __all__ = [
     "apply_attention",
     "combine_with_image",
     "emotion_data",
-    "emotion_metrics",
     "face_metrics",
     "face_network",
     "face_training_data",
@@ -804,21 +803,6 @@ def train_variant(
     return VariantResult(variant, result, tested, curve)
 
 
-def emotion_metrics(scores: EvalResult, classes: Sequence[str]) -> dict:
-    """Record metrics of a test evaluation: accuracy, per-class accuracy and ``confusion``.
-
-    ``confusion[true][predicted]`` counts test images (rows of
-    :func:`fernb.metrics.confusion_matrix`).
-    """
-    predicted = scores.scores.argmax(axis=1)
-    matrix = confusion_matrix(scores.targets, predicted, len(classes))
-    confusion = {
-        true: {guess: int(matrix[i, j]) for j, guess in enumerate(classes)}
-        for i, true in enumerate(classes)
-    }
-    return {**expression_metrics(scores.targets, predicted, classes), "confusion": confusion}
-
-
 def variant_records(
     run: VariantResult,
     emotion: EmotionData,
@@ -828,9 +812,10 @@ def variant_records(
 ) -> list[RunRecord]:
     """Run records of a trained variant: val-selected, plus test-selected if tracked.
 
-    The val-selected record holds :func:`emotion_metrics` of the test split and
-    ``val_accuracy``; the test-selected one only the best test ``accuracy`` over training
-    (its epoch as ``epoch``), since its confusion matrix is that of another model.
+    The val-selected record holds :func:`~fernb.metrics.expression_metrics` of the test
+    split (with its confusion matrix), ``val_accuracy`` and the selected ``epoch``; the
+    test-selected one only the best test ``accuracy`` over training (its epoch as
+    ``epoch``), since its confusion matrix is that of another model.
     """
     common = {
         "paper": "feature_attention",
@@ -844,7 +829,8 @@ def variant_records(
         "device": device,
         "wall_time_s": run.fit.wall_time_s,
     }
-    metrics = emotion_metrics(run.test, emotion.data.classes)
+    predicted = run.test.scores.argmax(axis=1)
+    metrics = expression_metrics(run.test.targets, predicted, emotion.data.classes)
     metrics |= {"val_accuracy": run.fit.best_metrics["accuracy"], "epoch": run.fit.best_epoch}
     records = [RunRecord(**common, selection="val", metrics=metrics)]
     if run.test_curve is not None:

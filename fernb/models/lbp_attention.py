@@ -530,10 +530,11 @@ class Trained:
     wall_time_s: float
 
     def metrics(self, classes: Sequence[str]) -> dict:
-        """Test accuracy, per-class accuracy and the validation accuracy, for a record."""
+        """Test accuracy, per-class accuracy and confusion, and the selected epoch and its
+        validation accuracy, for a record."""
         predicted = self.test.scores.argmax(axis=1)
         found = expression_metrics(self.test.targets, predicted, classes)
-        return found | {"val_accuracy": self.val_accuracy}
+        return found | {"val_accuracy": self.val_accuracy, "best_epoch": self.best_epoch}
 
     def record(
         self, data: FaceData, experiment: str, protocol: str, seed: int, epochs: int, device: str
