@@ -6,9 +6,9 @@ page, ``{glue:text}`page.ipynb::key:s```: there the format is required, myst-nb 
 misreads the ``::``), so no number of ours is typed by hand. What the text
 says in words (who is first, which difference is clear) is checked with :func:`claim`, which
 stops the page, and with it the book's build, when a new record no longer supports it.
-:func:`interval`, :func:`mean_std`, :func:`span`, :func:`ranking`, :func:`seeds`,
-:func:`count_in_words` and :func:`enumeration` write numbers and lists the way the book's text
-does.
+:func:`number`, :func:`interval`, :func:`mean_std`, :func:`span`, :func:`ranking`,
+:func:`seeds`, :func:`count_in_words` and :func:`enumeration` write numbers and lists the way
+the book's text does.
 """
 
 from __future__ import annotations
