@@ -39,6 +39,7 @@ __all__ = [
     "PAPERS",
     "PAPER_SELECTIONS",
     "PAPER_TABLES",
+    "RENAMED_METRICS",
     "RUN_KEYS",
     "RUN_NOTEBOOK_VARIABLE",
     "SELECTIONS",
@@ -77,6 +78,10 @@ RUN_KEYS: tuple[str, ...] = ("paper", "experiment", "variant", "dataset", "proto
 
 #: Record fields that files written before they existed may lack.
 OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook", "data_options"})
+#: Metric names that older records used, and the names they are read under: the epoch a
+#: record's selection chose was ``epoch`` in feature-attention and E2-Capsnet records until
+#: every writer called it ``best_epoch``. The files stay as their runs wrote them.
+RENAMED_METRICS: Mapping[str, str] = {"epoch": "best_epoch"}
 #: The environment variable through which ``fernb run`` tells a notebook's records where
 #: its executed copy will be kept.
 RUN_NOTEBOOK_VARIABLE = "FERNB_RUN_NOTEBOOK"
@@ -270,7 +275,8 @@ class RunRecord:
     def from_dict(cls, data: Mapping) -> RunRecord:
         """Rebuild and validate a record; unknown or missing fields are an error, except
         :data:`OPTIONAL_FIELDS`, which are ``None`` when missing (never filled in from the
-        reading process's environment)."""
+        reading process's environment). Metrics under an old name of
+        :data:`RENAMED_METRICS` come back under the new one."""
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -278,7 +284,20 @@ class RunRecord:
         missing = {f.name for f in fields(cls) if f.name not in data} - OPTIONAL_FIELDS
         if missing:
             raise ValueError(f"missing record fields: {sorted(missing)}")
-        return cls(**{**dict.fromkeys(OPTIONAL_FIELDS), **data})
+        metrics = _renamed_metrics(data["metrics"])
+        return cls(**{**dict.fromkeys(OPTIONAL_FIELDS), **data, "metrics": metrics})
+
+
+def _renamed_metrics(metrics: object) -> object:
+    """``metrics`` with each old name of :data:`RENAMED_METRICS` replaced by its new one."""
+    if not isinstance(metrics, Mapping):
+        return metrics  # the record's own validation says what is wrong
+    clash = [old for old, new in RENAMED_METRICS.items() if old in metrics and new in metrics]
+    if clash:
+        raise ValueError(
+            f"metrics hold both {clash[0]!r} and its new name {RENAMED_METRICS[clash[0]]!r}"
+        )
+    return {RENAMED_METRICS.get(name, name): value for name, value in metrics.items()}
 
 
 def data_fields(data: FaceData) -> dict[str, object]:

@@ -256,7 +256,7 @@ def test_cross_validate_tests_every_image_once_and_selects_on_validation(monkeyp
     for run in runs:
         assert run.fit.selection == "val" and run.fit.best_epoch in (1, 2)
         assert run.scores.shape == run.lengths.shape == (len(run.test_index), 3)
-        assert run.recon_weight > 0 and run.test_selected["epoch"] in (1, 2)
+        assert run.recon_weight > 0 and run.test_selected["best_epoch"] in (1, 2)
         assert not run.model.training
 
 

@@ -327,7 +327,7 @@ def test_train_variant_selects_on_val_and_records_both_selections() -> None:
     )  # fmt: skip
     assert len(run.fit.history) == 2 and run.fit.selection == "val"
     assert 0 <= run.test_metrics["accuracy"] <= 1
-    assert run.test_selected["epoch"] in (1, 2)
+    assert run.test_selected["best_epoch"] in (1, 2)
     val, test = run_records(run, "ablation", data, "3-fold", 0, 0, "cpu")
     assert (val.selection, test.selection) == ("val", "test")
     assert val.dataset == test.dataset == "synthetic"

@@ -349,8 +349,9 @@ def test_train_variant_selects_on_val_and_tracks_test() -> None:
     assert (val.selection, test.selection) == ("val", "test")
     assert val.metrics["accuracy"] == run.test.metrics["accuracy"]
     assert val.metrics["val_accuracy"] == run.fit.best_metrics["accuracy"]
+    assert val.metrics["best_epoch"] == run.fit.best_epoch
     assert sum(sum(row.values()) for row in val.metrics["confusion"].values()) == 7
-    assert test.metrics == {"accuracy": accuracy, "epoch": float(epoch)}
+    assert test.metrics == {"accuracy": accuracy, "best_epoch": float(epoch)}
 
 
 def test_images_on_moves_only_the_images() -> None:

@@ -173,6 +173,21 @@ def test_data_options_round_trip_as_json_and_older_records_have_none(tmp_path: P
     assert _record().data_options is None
 
 
+def test_an_older_records_epoch_is_read_as_best_epoch_and_its_file_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = write_record(_record(metrics={"accuracy": 0.8, "epoch": 7}), root=tmp_path)
+    written = path.read_text()
+    assert json.loads(written)["metrics"] == {"accuracy": 0.8, "epoch": 7}
+    assert RunRecord.from_dict(json.loads(written)).metrics == {"accuracy": 0.8, "best_epoch": 7}
+    table = read_records(tmp_path)
+    assert table["metrics.best_epoch"].tolist() == [7] and "metrics.epoch" not in table
+    assert path.read_text() == written
+    both = {**json.loads(written), "metrics": {"epoch": 7, "best_epoch": 6}}
+    with pytest.raises(ValueError, match="both 'epoch' and its new name 'best_epoch'"):
+        RunRecord.from_dict(both)
+
+
 def test_commit_states_count_clean_dirty_and_unknown_commits_per_paper() -> None:
     records = pd.DataFrame(
         {

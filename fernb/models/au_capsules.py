@@ -567,7 +567,7 @@ class FoldRun:
             sigmoid probabilities (AUs) or logits (expressions).
         lengths: raw class-capsule lengths of the test images (capsule networks only).
         recon_weight: the balanced alpha (capsule networks only).
-        test_selected: ``{"epoch": e, metric: value}``, the best test score over the
+        test_selected: ``{"best_epoch": e, metric: value}``, the best test score over the
             epochs (only with ``track_test``: the paper's "Ours-Max", selected on test).
     """
 
@@ -646,7 +646,7 @@ def cross_validate(
         best = None
         if tracker is not None:
             epoch, value = tracker.best()
-            best = {"epoch": epoch, _METRIC[kind]: value}
+            best = {"best_epoch": epoch, _METRIC[kind]: value}
         runs.append(FoldRun(fold, model, result, test_index, tested.scores, lengths, alpha, best))
     return runs
 

@@ -709,7 +709,7 @@ def train_variant(
     test_selected = None
     if test_curve is not None and test_curve.scores:
         epoch, accuracy = test_curve.best()
-        test_selected = {"accuracy": accuracy, "epoch": epoch}
+        test_selected = {"accuracy": accuracy, "best_epoch": epoch}
     return VariantRun(
         variant,
         released,

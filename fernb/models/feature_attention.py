@@ -831,11 +831,10 @@ def variant_records(
     }
     predicted = run.test.scores.argmax(axis=1)
     metrics = expression_metrics(run.test.targets, predicted, emotion.data.classes)
-    metrics |= {"val_accuracy": run.fit.best_metrics["accuracy"], "epoch": run.fit.best_epoch}
+    metrics |= {"val_accuracy": run.fit.best_metrics["accuracy"], "best_epoch": run.fit.best_epoch}
     records = [RunRecord(**common, selection="val", metrics=metrics)]
     if run.test_curve is not None:
         epoch, accuracy = run.test_selected()
-        records.append(
-            RunRecord(**common, selection="test", metrics={"accuracy": accuracy, "epoch": epoch})
-        )
+        test_metrics = {"accuracy": accuracy, "best_epoch": epoch}
+        records.append(RunRecord(**common, selection="test", metrics=test_metrics))
     return records
