@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fernb.metrics import aggregate
-from fernb.utils import source_commit, write_json_atomic
+from fernb.utils import machine_summary, source_commit, write_json_atomic
 
 if TYPE_CHECKING:
     from fernb.data.facedata import FaceData
@@ -77,7 +77,7 @@ PAPER_SELECTIONS: tuple[str, ...] = ("val", "test", "last", "unknown")
 RUN_KEYS: tuple[str, ...] = ("paper", "experiment", "variant", "dataset", "protocol", "selection")
 
 #: Record fields that files written before they existed may lack.
-OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook", "data_options"})
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"notebook", "data_options", "machine"})
 #: Metric names that older records used, and the names they are read under: the epoch a
 #: record's selection chose was ``epoch`` in feature-attention and E2-Capsnet records until
 #: every writer called it ``best_epoch``. The files stay as their runs wrote them.
@@ -199,6 +199,11 @@ class RunRecord:
             the generator's configuration and version: people, faces, difficulty, classes,
             seed). ``None`` where the name is enough (a real dataset's files) and in
             records older than this field (their executed notebook's parameters say it).
+        machine: the host that made the record (default: :func:`fernb.utils.machine_summary`
+            of this process: CPU, torch threads, OS, Python, torch and NumPy versions), as
+            JSON data; ``None`` in records older than this field. The same commit and seed
+            trained on another machine can give other numbers (the AU-detection page shows
+            a case); this says whether two records shared one.
     """
 
     paper: str
@@ -218,6 +223,7 @@ class RunRecord:
     created: str = field(default_factory=_now)
     notebook: str | None = field(default_factory=lambda: os.environ.get(RUN_NOTEBOOK_VARIABLE))
     data_options: dict | None = None
+    machine: dict | None = field(default_factory=machine_summary)
 
     def __post_init__(self) -> None:
         if self.paper not in PAPERS:
@@ -237,8 +243,9 @@ class RunRecord:
             if not (value is None or (isinstance(value, str) and value)):
                 raise ValueError(f"{what} must be a non-empty string or None, got {value!r}")
         set_field = object.__setattr__  # frozen: normalise once, here
-        if self.data_options is not None:
-            set_field(self, "data_options", _json_data("data_options", self.data_options))
+        for what in ("data_options", "machine"):
+            if getattr(self, what) is not None:
+                set_field(self, what, _json_data(what, getattr(self, what)))
         set_field(self, "fold", _count("fold", self.fold, optional=True))
         set_field(self, "seed", _count("seed", self.seed))
         set_field(self, "epochs", _count("epochs", self.epochs))

@@ -25,6 +25,7 @@ __all__ = [
     "device_label",
     "environment_summary",
     "git_commit",
+    "machine_summary",
     "markdown_table",
     "seed_everything",
     "set_plot_style",
@@ -175,23 +176,36 @@ def source_commit() -> str | None:
     return git_commit() or os.environ.get(COMMIT_VARIABLE) or None
 
 
+def machine_summary() -> dict[str, Any]:
+    """The host a process runs on, as far as its numbers can depend on it: the CPU and the
+    threads torch uses (their kernels and reduction order), the OS, and the versions of
+    Python, torch and NumPy. The same code and seed on another machine may train to other
+    weights; two records that differ here may differ for that reason alone."""
+    return {
+        "cpu": cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+
+
 def environment_summary(device: str = "auto") -> dict[str, Any]:
-    """Describe where a run happens: versions, the device and its name, and the commit."""
+    """Describe where a run happens: the machine (:func:`machine_summary`), the device and
+    its name, and the fernb version and commit."""
     from fernb import __version__
 
     chosen = choose_device(device)
     return {
         "fernb": __version__,
         "commit": source_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
+        **machine_summary(),
         "cuda": torch.version.cuda,
         "device": str(chosen),
         "device_name": (
             torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else cpu_name()
         ),
-        "cpu_threads": torch.get_num_threads(),
     }
 
 

@@ -5,7 +5,8 @@ cells that write run records are skipped there; a mistake in one would surface o
 end of a long recorded run. Here every notebook that writes records is executed with
 papermill on its default (synthetic) parameters and ``results_dir`` pointing at a temporary
 folder, and the records it leaves must be readable and say which synthetic data they came
-from (``data_options``: the generator's configuration, as the notebook drew it).
+from (``data_options``: the generator's configuration, as the notebook drew it) and the
+machine they were made on (``machine``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import papermill
 import pytest
+import torch
 from scipy import stats
 
 from fernb.data.synthetic import GENERATOR_VERSION
@@ -62,7 +64,7 @@ def test_the_writers_are_found() -> None:
 
 
 @pytest.mark.parametrize("notebook", WRITERS)
-def test_a_recorded_default_run_writes_records_that_name_their_data(
+def test_a_recorded_default_run_writes_records_that_name_their_data_and_machine(
     notebook: str, tmp_path: Path
 ) -> None:
     source = BOOK / notebook
@@ -81,4 +83,6 @@ def test_a_recorded_default_run_writes_records_that_name_their_data(
     assert len(synthetic) == len(records), "the default run is on SynthFACS"
     assert (synthetic["data_options.generator_version"] == GENERATOR_VERSION).all()
     assert synthetic["data_options.n_subjects"].notna().all()
+    assert (records["machine.torch"] == torch.__version__).all()
+    assert (records["machine.cpu_threads"] >= 1).all()
     RECORD_CHECKS.get(notebook, lambda _: None)(records)

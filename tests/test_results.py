@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn import metrics as skm
 
 import fernb
@@ -29,7 +30,7 @@ from fernb.results import (
     summarise,
     write_record,
 )
-from fernb.utils import git_commit
+from fernb.utils import cpu_name, git_commit
 
 
 def _record(**changes) -> RunRecord:
@@ -81,6 +82,7 @@ def test_a_record_knows_where_and_when_it_ran() -> None:
         ({"data_options": {}}, "data_options must be a non-empty dict"),
         ({"data_options": {"difficulty": float("nan")}}, "data_options must be JSON data"),
         ({"data_options": {"size": object()}}, "data_options must be JSON data"),
+        ({"machine": {}}, "machine must be a non-empty dict"),
     ],
 )
 def test_invalid_records_are_refused(changes: dict, message: str) -> None:
@@ -186,6 +188,21 @@ def test_an_older_records_epoch_is_read_as_best_epoch_and_its_file_left_alone(
     both = {**json.loads(written), "metrics": {"epoch": 7, "best_epoch": 6}}
     with pytest.raises(ValueError, match="both 'epoch' and its new name 'best_epoch'"):
         RunRecord.from_dict(both)
+
+
+def test_a_record_names_the_machine_it_was_made_on_and_older_records_have_none(
+    tmp_path: Path,
+) -> None:
+    record = _record()
+    assert record.machine["cpu"] == cpu_name()
+    assert record.machine["cpu_threads"] == torch.get_num_threads()
+    assert (record.machine["torch"], record.machine["numpy"]) == (torch.__version__, np.__version__)
+    write_record(record, root=tmp_path)
+    assert read_records(tmp_path)["machine.cpu"].tolist() == [cpu_name()]
+    older = {k: v for k, v in record.to_dict().items() if k != "machine"}
+    assert RunRecord.from_dict(older).machine is None
+    elsewhere = _record(machine={"cpu": "Other CPU", "cpu_threads": 2})
+    assert elsewhere.machine == {"cpu": "Other CPU", "cpu_threads": 2}
 
 
 def test_commit_states_count_clean_dirty_and_unknown_commits_per_paper() -> None:

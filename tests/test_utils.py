@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import random
 import re
 import stat
@@ -24,6 +25,7 @@ from fernb.utils import (
     device_label,
     environment_summary,
     git_commit,
+    machine_summary,
     markdown_table,
     seed_everything,
     source_commit,
@@ -167,6 +169,20 @@ def test_environment_summary_describes_the_chosen_device() -> None:
     assert summary["torch"] == torch.__version__
     assert summary["cpu_threads"] == torch.get_num_threads()
     assert summary["device_name"] == cpu_name()
+    assert machine_summary().items() <= summary.items()
+
+
+def test_machine_summary_follows_the_thread_count_and_the_versions() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert machine_summary()["cpu_threads"] == 1
+    finally:
+        torch.set_num_threads(threads)
+    summary = machine_summary()
+    assert summary["python"] == platform.python_version()
+    assert summary["numpy"] == np.__version__
+    assert summary["cpu"] == cpu_name()
 
 
 def test_cpu_name_reads_cpuinfo_or_falls_back_to_platform(
