@@ -250,6 +250,9 @@ class RunRecord:
         set_field(self, "seed", _count("seed", self.seed))
         set_field(self, "epochs", _count("epochs", self.epochs))
         set_field(self, "metrics", _clean_metrics(self.metrics))
+        for old, new in RENAMED_METRICS.items():
+            if old in self.metrics:
+                raise ValueError(f"metric {old!r} is called {new!r} now")
         wall = self.wall_time_s
         if not isinstance(wall, numbers.Real) or not math.isfinite(wall) or wall < 0:
             raise ValueError(f"wall_time_s must be a finite number >= 0, got {wall!r}")

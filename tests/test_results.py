@@ -83,6 +83,7 @@ def test_a_record_knows_where_and_when_it_ran() -> None:
         ({"data_options": {"difficulty": float("nan")}}, "data_options must be JSON data"),
         ({"data_options": {"size": object()}}, "data_options must be JSON data"),
         ({"machine": {}}, "machine must be a non-empty dict"),
+        ({"metrics": {"accuracy": 0.5, "epoch": 3}}, "metric 'epoch' is called 'best_epoch' now"),
     ],
 )
 def test_invalid_records_are_refused(changes: dict, message: str) -> None:
@@ -178,7 +179,8 @@ def test_data_options_round_trip_as_json_and_older_records_have_none(tmp_path: P
 def test_an_older_records_epoch_is_read_as_best_epoch_and_its_file_left_alone(
     tmp_path: Path,
 ) -> None:
-    path = write_record(_record(metrics={"accuracy": 0.8, "epoch": 7}), root=tmp_path)
+    path = write_record(_record(metrics={"accuracy": 0.8, "best_epoch": 7}), root=tmp_path)
+    path.write_text(path.read_text().replace('"best_epoch"', '"epoch"'))  # as older runs wrote
     written = path.read_text()
     assert json.loads(written)["metrics"] == {"accuracy": 0.8, "epoch": 7}
     assert RunRecord.from_dict(json.loads(written)).metrics == {"accuracy": 0.8, "best_epoch": 7}
