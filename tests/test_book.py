@@ -111,6 +111,21 @@ def test_source_notebooks_are_stored_without_outputs(repo_root: Path) -> None:
                 assert not cell.outputs and cell.execution_count is None, f"{path}: outputs stored"
 
 
+MARKDOWN_WIDTH = 100  # ruff's line length, for the notebooks' text too
+
+
+def test_source_notebook_text_is_wrapped(repo_root: Path) -> None:
+    long_lines = [
+        f"{path.relative_to(repo_root)} cell {k}: {line[:40]}..."
+        for path in _source_notebooks(repo_root)
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if len(line) > MARKDOWN_WIDTH and not line.startswith(("|", "#"))  # tables, headings
+    ]
+    assert not long_lines, "markdown lines over 100 characters:\n" + "\n".join(long_lines)
+
+
 def _parameters_cells(path: Path) -> list:
     """The cells of the notebook at ``path`` tagged ``parameters``."""
     cells = nbformat.read(path, as_version=4).cells
