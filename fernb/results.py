@@ -42,6 +42,8 @@ __all__ = [
     "RENAMED_METRICS",
     "RUN_KEYS",
     "RUN_NOTEBOOK_VARIABLE",
+    "SAME_DATA",
+    "SAME_RUN",
     "SELECTIONS",
     "SHARED_RUNS",
     "PaperNumber",
@@ -54,6 +56,7 @@ __all__ = [
     "recorded_confusion",
     "results_root",
     "share_runs",
+    "shared_sources",
     "summarise",
     "write_record",
 ]
@@ -398,10 +401,19 @@ def commit_states(records: pd.DataFrame) -> pd.DataFrame:
 #: Per paper, an experiment whose runs are also rows of other tables: a run recorded under
 #: the key stands for the same variant in each listed experiment (see :func:`share_runs`).
 #: Li et al. print one complete network in their Tables 1-4 (75.82% each time), one without
-#: LBP in Tables 1 and 4 (67.73%) and one without attention in Tables 2 and 4 (73.96%).
+#: LBP in Tables 1 and 4 (67.73%) and one without attention in Tables 2 and 4 (73.96%). Liu
+#: et al.'s full loss of Table 4.1 is the network of Table 4.2 (72.11% both) and of Sec. 4.3.
 SHARED_RUNS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "lbp_attention": {"benchmark": ("lbp", "modules", "dilation")},
+    "capsule_lstm": {"loss": ("benchmark",)},
 }
+
+#: Per paper, our dataset name -> the paper's name for the same images. CK+48 is exactly the
+#: set Li et al. describe (the last three frames of each emotion-labelled CK+ sequence).
+SAME_DATA: Mapping[str, Mapping[str, str]] = {"lbp_attention": {"ckplus48": "ckplus"}}
+
+#: What makes two records the same run: one configuration, fold and seed.
+SAME_RUN: tuple[str, ...] = ("variant", "dataset", "protocol", "selection", "fold", "seed")
 
 
 def share_runs(
@@ -410,9 +422,11 @@ def share_runs(
     shared: Mapping[str, Mapping[str, tuple[str, ...]]] = SHARED_RUNS,
 ) -> pd.DataFrame:
     """``records`` plus a copy of each shared run (:data:`SHARED_RUNS`) under every experiment
-    whose paper table prints its variant on its dataset (named as in the paper's tables),
-    where that experiment has no run of its own of the same variant, dataset, protocol and
-    selection.
+    whose paper table prints its variant on its dataset (as the paper names it,
+    :data:`SAME_DATA`), or, for a run on a dataset neither table prints (a stand-in), under
+    every experiment that prints its variant on a dataset where the run's own experiment
+    prints it too; unless that experiment recorded the same run itself (:data:`SAME_RUN`):
+    its own runs take precedence, and the copies fill the folds and seeds it lacks.
 
     ``records`` is :func:`read_records`' table; ``papers`` the paper numbers (default
     :func:`paper_tables`). A copy keeps its record's path and values; its ``shared_from``
@@ -421,20 +435,58 @@ def share_runs(
     """
     papers = paper_tables() if papers is None else papers
     records = records.assign(shared_from=None)
-    keys = ["variant", "dataset", "protocol", "selection"]
+    keys = list(SAME_RUN)
     copies = []
     for paper, sources in shared.items():
+        tables = papers[papers["paper"] == paper]
         for source, targets in sources.items():
             runs = records[(records["paper"] == paper) & (records["experiment"] == source)]
             for target in targets:
-                table = papers[(papers["paper"] == paper) & (papers["experiment"] == target)]
                 own = records[(records["paper"] == paper) & (records["experiment"] == target)]
-                printed = table[["variant", "dataset"]].drop_duplicates()
-                candidates = runs.merge(printed, on=["variant", "dataset"])
+                candidates = _standing_for(
+                    runs,
+                    tables[tables["experiment"] == source],
+                    tables[tables["experiment"] == target],
+                    SAME_DATA.get(paper, {}),
+                )
                 marked = candidates.merge(own[keys].drop_duplicates(), how="left", indicator=True)
                 free = marked[marked["_merge"] == "left_only"].drop(columns="_merge")
                 copies.append(free.assign(experiment=target, shared_from=source))
     return pd.concat([records, *copies], ignore_index=True) if copies else records
+
+
+def _standing_for(
+    runs: pd.DataFrame, source: pd.DataFrame, target: pd.DataFrame, same: Mapping[str, str]
+) -> pd.DataFrame:
+    """The ``runs`` of the ``source`` table's experiment that stand for rows of ``target``'s
+    (both paper tables): on a dataset where ``target`` prints their variant, or stand-ins
+    (on a dataset neither table prints) of a network both tables print on one dataset."""
+    named = runs["dataset"].map(lambda dataset: same.get(dataset, dataset))
+    printed = set(zip(target["variant"], target["dataset"], strict=True))
+    one_network = {
+        v for v, _ in printed & set(zip(source["variant"], source["dataset"], strict=True))
+    }
+    on_printed = [pair in printed for pair in zip(runs["variant"], named, strict=True)]
+    stand_in = ~named.isin({*source["dataset"], *target["dataset"]}) & runs["variant"].isin(
+        one_network
+    )
+    return runs[np.array(on_printed, dtype=bool) | stand_in.to_numpy()]
+
+
+def shared_sources(
+    df: pd.DataFrame, by: Sequence[str] = RUN_KEYS, metric: str = "accuracy"
+) -> pd.DataFrame:
+    """Per group of ``by``, where the runs that know ``metric`` were recorded.
+
+    ``df`` is :func:`share_runs`' table. Columns ``shared_from`` (the experiments the group's
+    copies come from, comma-separated; ``None`` where all are the group's own runs) and
+    ``n_shared`` (how many of the group's runs are copies).
+    """
+    known = df.dropna(subset=[_metric_column(df, metric)])
+    return known.groupby(list(by)).agg(
+        shared_from=("shared_from", lambda s: ", ".join(sorted(set(s.dropna()))) or None),
+        n_shared=("shared_from", lambda s: int(s.notna().sum())),
+    )
 
 
 def _metric_column(df: pd.DataFrame, metric: str) -> str:
@@ -526,26 +578,26 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
     selection) and matched to the paper on (experiment, variant, dataset, metric). Our
     test-selected runs are compared only with the paper's test-selected numbers; our
     validation-selected runs with every paper number. Runs that a paper prints in several
-    tables fill each of them (:func:`share_runs`; ``shared_from`` names the experiment they
-    were recorded under). A paper number without a run of ours keeps NaN in ``ours``. Ours
-    are multiplied by ``scale`` (percent, as the papers print); ``difference = ours -
-    theirs``.
+    tables fill each of them (:func:`share_runs`; ``shared_from`` and ``n_shared`` say where
+    and how many, :func:`shared_sources`). A paper number without a run of ours keeps NaN in
+    ``ours``. Ours are multiplied by ``scale`` (percent, as the papers print); ``difference =
+    ours - theirs``.
     """
     theirs = paper_tables(paper).rename(
         columns={"value": "theirs", "selection": "their_selection", "protocol": "their_protocol"}
     )
     ours = share_runs(df_ours[df_ours["paper"] == paper], theirs)
-    # a shared run never meets a run of the target's own in one group (share_runs)
-    keys = [*(k for k in RUN_KEYS if k != "paper"), "shared_from"]
+    keys = [k for k in RUN_KEYS if k != "paper"]
     summaries = [
-        summarise(ours, by=keys, metric=metric).reset_index().assign(metric=metric)
+        summarise(ours, by=keys, metric=metric)
+        .join(shared_sources(ours, by=keys, metric=metric))
+        .reset_index()
+        .assign(metric=metric)
         for metric in theirs["metric"].unique()
         if not ours.empty and f"metrics.{metric}" in ours.columns
     ]
-    ours_long = pd.concat(
-        summaries or [pd.DataFrame(columns=[*keys, "mean", "std", "n", "metric"])],
-        ignore_index=True,
-    )
+    empty = pd.DataFrame(columns=[*keys, "mean", "std", "n", "shared_from", "n_shared", "metric"])
+    ours_long = pd.concat(summaries or [empty], ignore_index=True)
     ours_long = ours_long[ours_long["n"] > 0]
     merged = theirs.merge(ours_long, on=["experiment", "variant", "dataset", "metric"], how="left")
     merged = merged[~((merged["selection"] == "test") & (merged["their_selection"] != "test"))]
@@ -571,6 +623,7 @@ def compare(df_ours: pd.DataFrame, paper: str, scale: float = 100.0) -> pd.DataF
         "source",
         "note",
         "shared_from",
+        "n_shared",
     ]
     return merged[columns].reset_index(drop=True)
 

@@ -2,8 +2,8 @@
 
 :func:`scoreboard` matches each :class:`~fernb.results.PaperNumber` with the run records
 (:func:`fernb.results.read_records`) of the same paper, experiment, variant and metric, on
-the paper's own dataset or on one that holds the same images (:data:`SAME_DATA`), and gives
-it a status:
+the paper's own dataset or on one that holds the same images
+(:data:`fernb.results.SAME_DATA`), and gives it a status:
 
 =====================  ======================================================================
 status                 meaning
@@ -23,19 +23,14 @@ stand-in dataset (:data:`STAND_IN`): for orientation, not a reproduction, so wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pandas as pd
 
-from fernb.results import paper_tables, share_runs, summarise
+from fernb.results import SAME_DATA, paper_tables, share_runs, shared_sources, summarise
 
-__all__ = ["AVAILABLE", "SAME_DATA", "STAND_IN", "STATUSES", "scoreboard", "status_counts"]
+__all__ = ["AVAILABLE", "STAND_IN", "STATUSES", "scoreboard", "status_counts"]
 
 #: Datasets this project holds (``../shared/datasets`` in the development workspace).
 AVAILABLE: frozenset[str] = frozenset({"fer2013", "ckplus48", "synthetic"})
-#: Per paper, our dataset name -> the paper's name for the same images. CK+48 is exactly the
-#: set Li et al. describe (the last three frames of each emotion-labelled CK+ sequence).
-SAME_DATA: Mapping[str, Mapping[str, str]] = {"lbp_attention": {"ckplus48": "ckplus"}}
 #: The real dataset every chapter falls back on where the paper's data is not here.
 STAND_IN = "ckplus48"
 STATUSES: tuple[str, ...] = ("reproduced", "missed", "above", "owed", "not runnable here")
@@ -50,18 +45,18 @@ def _ours(records: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     for metric in metrics:
         if records.empty or f"metrics.{metric}" not in records.columns:
             continue
-        summary = summarise(records, by=by, metric=metric).reset_index()
+        summary = summarise(records, by=by, metric=metric)
+        summary = summary.join(shared_sources(records, by=by, metric=metric)).reset_index()
         known = records.dropna(subset=[f"metrics.{metric}"]).groupby(by)
         extra = known.agg(
             epochs=("epochs", "max"),
             devices=("device", lambda d: ", ".join(sorted(set(d)))),
             records=("path", list),
             notebooks=("notebook", lambda n: sorted(set(n.dropna()))),
-            shared_from=("shared_from", lambda s: ", ".join(sorted(set(s.dropna())))),
         )
         parts.append(summary.merge(extra.reset_index(), on=by).assign(metric=metric))
-    columns = [*by, "mean", "std", "n", "epochs", "devices", "records", "notebooks"]
-    columns += ["shared_from", "metric"]
+    columns = [*by, "mean", "std", "n", "shared_from", "n_shared", "epochs", "devices"]
+    columns += ["records", "notebooks", "metric"]
     ours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return ours[ours["n"] > 0]
 
@@ -90,8 +85,12 @@ def _tried(row: pd.Series) -> str:
     """What a row of ours is: how many runs, how long, where, under which protocol."""
     runs = f"{int(row['n'])} run{'s' if row['n'] > 1 else ''}"
     tried = f"{runs} of {int(row['epochs'])} epochs on {row['devices']}; {row['protocol']}"
-    if row["shared_from"]:
-        tried += f"; the same runs as experiment {row['shared_from']} (one network in both tables)"
+    if row["n_shared"]:
+        shared = f"experiment {row['shared_from']} (one network in both tables)"
+        if row["n_shared"] == row["n"]:
+            tried += f"; the same runs as {shared}"
+        else:
+            tried += f"; {int(row['n_shared'])} of them recorded for {shared}"
     return tried
 
 

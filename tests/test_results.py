@@ -393,6 +393,33 @@ def test_a_network_the_paper_prints_in_several_tables_fills_each(tmp_path: Path)
     assert table.loc[[("dilation", "full"), ("benchmark", "full")], "shared_from"].isna().all()
 
 
+def test_an_experiments_own_run_takes_precedence_seed_by_seed(tmp_path: Path) -> None:
+    """Table 3 recorded seed 0 of the complete network itself; seed 1 comes from Table 4."""
+    li = {"paper": "lbp_attention", "dataset": "fer2013", "protocol": "official"}
+    for seed, acc in ((0, 0.5), (1, 0.7)):
+        write_record(
+            _record(
+                **li, experiment="benchmark", variant="full", seed=seed, metrics={"accuracy": acc}
+            ),
+            root=tmp_path,
+        )
+    write_record(
+        _record(**li, experiment="dilation", variant="full", seed=0, metrics={"accuracy": 0.9}),
+        root=tmp_path,
+    )
+    shared = share_runs(read_records(tmp_path))
+    dilation = shared[(shared["experiment"] == "dilation") & (shared["variant"] == "full")]
+    assert sorted(zip(dilation["seed"], dilation["shared_from"].fillna("own"), strict=True)) == [
+        (0, "own"),
+        (1, "benchmark"),
+    ]
+    table = compare(read_records(tmp_path), "lbp_attention").set_index(["experiment", "variant"])
+    row = table.loc[("dilation", "full")]
+    assert row["ours"] == pytest.approx(80.0) and row["n"] == 2
+    assert row["shared_from"] == "benchmark" and row["n_shared"] == 1
+    assert table.loc[("lbp", "full"), "n_shared"] == 2  # Table 1 recorded none of its own
+
+
 def test_compare_without_runs_lists_the_papers_numbers(tmp_path: Path) -> None:
     table = compare(read_records(tmp_path), paper="capsule_lstm")
     assert isinstance(table, pd.DataFrame)

@@ -174,3 +174,25 @@ def test_a_run_the_paper_prints_twice_fills_both_rows_and_says_so(tmp_path: Path
     assert "the same runs as experiment benchmark" in table1["tried"]
     assert "same runs" not in table4["tried"]
     assert board.loc[("Table 9", "lbp_uniform"), "status"] == "owed"
+
+
+def test_a_table_with_one_fold_of_a_shared_network_takes_the_other_folds(tmp_path: Path) -> None:
+    """Liu et al.'s full loss (Table 4.1) is their Table 4.2 network; MMI is not here, so
+    both rows show CK+48 runs. Table 4.2 recorded fold 0 itself; folds 1-2 come from 4.1."""
+    liu = {"metric": "accuracy", "protocol": "theirs"}
+    papers = pd.DataFrame(
+        [
+            _paper("capsule_lstm", "full", "mmi", 72.0, experiment="loss", source="4.1", **liu),
+            _paper("capsule_lstm", "full", "mmi", 72.0, source="4.2", **liu),
+        ]
+    )
+    _write(tmp_path, "capsule_lstm", "full", "ckplus48", [0.5, 0.6, 0.9], experiment="loss")
+    _write(tmp_path, "capsule_lstm", "full", "ckplus48", [0.5])  # the benchmark's fold 0
+    board = scoreboard(read_records(tmp_path), papers=papers).set_index("source")
+    for source in ("4.1", "4.2"):
+        assert board.loc[source, "n"] == 3
+        assert board.loc[source, "ours"] == pytest.approx(100 * (0.5 + 0.6 + 0.9) / 3)
+        assert board.loc[source, "status"] == "not runnable here"
+    assert "2 of them recorded for experiment loss" in board.loc["4.2", "tried"]
+    assert "experiment" not in board.loc["4.1", "tried"]
+    assert len(board.loc["4.2", "records"]) == 3
