@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import papermill
 import pytest
 import torch
 import torch.nn.functional as F
@@ -351,3 +354,17 @@ def test_a_checkpointed_run_is_read_back_not_trained_again(tmp_path, monkeypatch
     again = train_variant("vgg16", data, splits[0], None, "cpu", 2, checkpoint_root=tmp_path)
     assert again.fit.best_epoch == first.fit.best_epoch
     np.testing.assert_allclose(again.test_scores, first.test_scores, rtol=1e-6)
+
+
+def test_the_ablation_page_refuses_an_empty_list_of_models(repo_root: Path, tmp_path: Path) -> None:
+    """With no model to train the page would fail later on an empty table; it stops at once."""
+    source = repo_root / "book" / "e2capsnet" / "ablation.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="variants is empty"):
+        papermill.execute_notebook(
+            source,
+            tmp_path / source.name,
+            parameters={"variants": []},
+            cwd=source.parent,
+            kernel_name="python3",
+            progress_bar=False,
+        )
