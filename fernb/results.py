@@ -467,9 +467,8 @@ def _standing_for(
         v for v, _ in printed & set(zip(source["variant"], source["dataset"], strict=True))
     }
     on_printed = [pair in printed for pair in zip(runs["variant"], named, strict=True)]
-    stand_in = ~named.isin({*source["dataset"], *target["dataset"]}) & runs["variant"].isin(
-        one_network
-    )
+    elsewhere = ~named.isin({*source["dataset"], *target["dataset"]})
+    stand_in = elsewhere & runs["variant"].isin(one_network)
     return runs[np.array(on_printed, dtype=bool) | stand_in.to_numpy()]
 
 
