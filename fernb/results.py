@@ -17,7 +17,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ __all__ = [
     "paper_tables",
     "read_records",
     "recorded_confusion",
+    "records_frame",
     "results_root",
     "share_runs",
     "shared_sources",
@@ -372,8 +373,16 @@ def read_records(root: Path | str | None = None, paper: str | None = None) -> pd
         if record.paper != path.parent.name:
             raise ValueError(f"{path}: a record of paper {record.paper!r} in the wrong folder")
         rows.append({**record.to_dict(), "path": str(path)})
+    return records_frame(rows, extra=["path"])
+
+
+def records_frame(rows: Iterable[Mapping[str, object]], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Records as dictionaries (:meth:`RunRecord.to_dict`, maybe with ``extra`` fields) as
+    one table, a row each, metrics flattened to ``metrics.<key>[.<key>]`` columns; with no
+    rows, the empty table with a column per :class:`RunRecord` field and per ``extra``."""
+    rows = list(rows)
     if not rows:
-        return pd.DataFrame(columns=[f.name for f in fields(RunRecord)] + ["path"])
+        return pd.DataFrame(columns=[*(f.name for f in fields(RunRecord)), *extra])
     return pd.json_normalize(rows, sep=".")
 
 

@@ -25,6 +25,7 @@ from fernb.results import (
     paper_tables,
     read_records,
     recorded_confusion,
+    records_frame,
     results_root,
     share_runs,
     summarise,
@@ -114,6 +115,16 @@ def test_write_record_refuses_to_overwrite_unless_told(tmp_path: Path) -> None:
     assert len(list(path.parent.iterdir())) == 1
     with pytest.raises(ValueError, match="name must be"):
         write_record(_record(), root=tmp_path, name="a/b")
+
+
+def test_records_in_memory_make_the_table_read_records_makes(tmp_path: Path) -> None:
+    record = _record(metrics={"accuracy": 0.5, "per_class_accuracy": {"fear": 0.25}})
+    write_record(record, root=tmp_path)
+    table = records_frame([record.to_dict()])
+    assert table.equals(read_records(tmp_path).drop(columns="path"))
+    empty = records_frame([], extra=["path"])
+    assert empty.empty and list(empty.columns) == list(read_records(tmp_path / "none").columns)
+    assert {"fold", "seed", "metrics"} <= set(records_frame([]).columns)
 
 
 def test_read_records_flattens_metrics_and_filters_by_paper(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -42,7 +42,7 @@ from fernb.data.splits import holdout_subjects, image_kfold, official_split, sub
 from fernb.face.lbp import lbp_image
 from fernb.metrics import expression_metrics
 from fernb.nn.vgg import StagedVGG, scaled_channels
-from fernb.results import SAME_DATA, RunRecord, compare, data_fields
+from fernb.results import SAME_DATA, RunRecord, compare, data_fields, records_frame
 from fernb.train import EvalResult, TrainConfig, evaluate, fit, tensors
 
 __all__ = [
@@ -601,8 +601,8 @@ def beside_paper(records: Iterable[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(records, pd.DataFrame):
         frame = records.copy()
     else:
-        frame = pd.json_normalize([record.to_dict() for record in records], sep=".")
+        frame = records_frame(record.to_dict() for record in records)
     if frame.empty:
-        frame = pd.DataFrame(columns=[field.name for field in fields(RunRecord)])
+        frame = records_frame([])
     frame["dataset"] = frame["dataset"].replace(PAPER_DATASETS)
     return compare(frame, "lbp_attention")
