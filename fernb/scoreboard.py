@@ -45,20 +45,20 @@ def _ours(records: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     for metric in metrics:
         if records.empty or f"metrics.{metric}" not in records.columns:
             continue
-        summary = summarise(records, by=by, metric=metric)
-        summary = summary.join(shared_sources(records, by=by, metric=metric)).reset_index()
-        known = records.dropna(subset=[f"metrics.{metric}"]).groupby(by)
-        extra = known.agg(
+        known = records.dropna(subset=[f"metrics.{metric}"])
+        provenance = known.groupby(by).agg(
             epochs=("epochs", "max"),
             devices=("device", lambda d: ", ".join(sorted(set(d)))),
             records=("path", list),
             notebooks=("notebook", lambda n: sorted(set(n.dropna()))),
         )
-        parts.append(summary.merge(extra.reset_index(), on=by).assign(metric=metric))
+        summary = summarise(known, by=by, metric=metric)
+        summary = summary.join(shared_sources(known, by=by, metric=metric)).join(provenance)
+        parts.append(summary.reset_index().assign(metric=metric))
     columns = [*by, "mean", "std", "n", "shared_from", "n_shared", "epochs", "devices"]
     columns += ["records", "notebooks", "metric"]
     ours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    return ours[ours["n"] > 0]
+    return ours
 
 
 def _paper_dataset(ours: pd.DataFrame) -> pd.Series:
