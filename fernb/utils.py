@@ -80,15 +80,33 @@ def choose_device(device: str = "auto") -> torch.device:
     return chosen
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in ``/proc/cpuinfo``; empty where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
+
+
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_model() -> str | None:
+    """The CPU's family, model and stepping numbers (``/proc/cpuinfo``, x86), e.g. ``"family
+    25 model 17 stepping 1"`` for AMD's Zen 4: the processor generation that a generic model
+    name such as ``"AMD EPYC"`` hides; None where they are not listed."""
+    info = _cpuinfo()
+    keys = ("cpu family", "model", "stepping")
+    if not all(key in info for key in keys):
+        return None
+    return "family {} model {} stepping {}".format(*(info[key] for key in keys))
 
 
 def device_label(device: torch.device | str) -> str:
@@ -177,12 +195,15 @@ def source_commit() -> str | None:
 
 
 def machine_summary() -> dict[str, Any]:
-    """The host a process runs on, as far as its numbers can depend on it: the CPU and the
-    threads torch uses (their kernels and reduction order), the OS, and the versions of
-    Python, torch and NumPy. The same code and seed on another machine may train to other
-    weights; two records that differ here may differ for that reason alone."""
+    """The host a process runs on, as far as its numbers can depend on it: the CPU (its name,
+    generation, and the instruction set torch's kernels dispatch to) and the threads torch
+    uses (their kernels and reduction order), the OS, and the versions of Python, torch and
+    NumPy. The same code and seed on another machine may train to other weights; two records
+    that differ here may differ for that reason alone."""
     return {
         "cpu": cpu_name(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "python": platform.python_version(),

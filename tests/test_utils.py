@@ -21,6 +21,7 @@ from fernb.utils import (
     FILE_MODE,
     atomic_file,
     choose_device,
+    cpu_model,
     cpu_name,
     device_label,
     environment_summary,
@@ -183,22 +184,30 @@ def test_machine_summary_follows_the_thread_count_and_the_versions() -> None:
     assert summary["python"] == platform.python_version()
     assert summary["numpy"] == np.__version__
     assert summary["cpu"] == cpu_name()
+    assert summary["cpu_model"] == cpu_model()
+    assert summary["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_cpu_name_reads_cpuinfo_or_falls_back_to_platform(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 2.0GHz\nflags\t: sse\n")
+    first = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: Test CPU @ 2.0GHz\n"
+    second = "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 85\nmodel name\t: Other CPU\n"
+    cpuinfo.write_text(f"{first}stepping\t: 1\nflags\t: sse\n\n{second}stepping\t: 4\n")
     real_path = Path
     monkeypatch.setattr(
         "fernb.utils.Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
     )
-    assert cpu_name() == "Test CPU @ 2.0GHz"
+    assert cpu_name() == "Test CPU @ 2.0GHz"  # the first processor's
+    assert cpu_model() == "family 25 model 17 stepping 1"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\n")  # no family numbers
+    assert cpu_model() is None
     cpuinfo.unlink()  # unreadable: what platform knows
     monkeypatch.setattr("platform.processor", lambda: "")
     monkeypatch.setattr("platform.machine", lambda: "riscv64")
     assert cpu_name() == "riscv64"
+    assert cpu_model() is None
 
 
 def test_write_json_atomic_replaces_or_refuses_and_leaves_no_temporary_file(tmp_path: Path) -> None:
