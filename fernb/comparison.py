@@ -57,7 +57,7 @@ from fernb.data.facedata import FaceData
 from fernb.metrics import aggregate, expression_metrics, macro_f1
 from fernb.models import au_capsules, capsule_lstm, e2capsnet, feature_attention, lbp_attention
 from fernb.models.e2capsnet import Split
-from fernb.results import RunRecord, data_fields, write_record
+from fernb.results import RunRecord, data_fields, record_machines, write_record
 from fernb.train import FitResult
 from fernb.utils import choose_device, device_label, seed_everything
 
@@ -466,6 +466,35 @@ def fold_ranges(folds: Iterable[float | None]) -> str:
         for _, group in itertools.groupby(enumerate(present), lambda pair: pair[1] - pair[0])
     ]
     return ", ".join(f"{s[0]}" if len(s) == 1 else f"{s[0]} to {s[-1]}" for s in stretches)
+
+
+def _joined(values: Iterable[object]) -> str:
+    """The distinct ``values``, sorted, joined by commas."""
+    return ", ".join(sorted({str(value) for value in values}))
+
+
+def notebook_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Where ``table``'s runs (:func:`records_table`'s rows) come from: one row per dataset,
+    epochs and executed notebook (its file name), with the methods and runs it recorded, its
+    seeds and folds (:func:`fold_ranges`), the machines it ran on
+    (:func:`fernb.results.record_machines`), the commits it ran from (their first 7
+    characters) and the days (UTC) it recorded them."""
+    runs = table.assign(
+        notebook=table["notebook"].map(lambda path: Path(path).name),
+        machine=record_machines(table),
+        commit=table["commit"].str[:7],
+        day=pd.to_datetime(table["created"], utc=True).dt.strftime("%Y-%m-%d"),
+    )
+    made = runs.groupby(["dataset", "epochs", "notebook"])
+    return pd.DataFrame(
+        {
+            "methods": made["method"].nunique(),
+            "runs": made.size(),
+            "seeds": made["seed"].apply(lambda seeds: ", ".join(map(str, sorted(set(seeds))))),
+            "folds": made["fold"].apply(fold_ranges),
+            **{column: made[column].apply(_joined) for column in ("machine", "commit", "day")},
+        }
+    )
 
 
 def coverage(table: pd.DataFrame) -> str:

@@ -386,6 +386,31 @@ def records_frame(rows: Iterable[Mapping[str, object]], extra: Sequence[str] = (
     return pd.json_normalize(rows, sep=".")
 
 
+#: When the project's environment was rebuilt: 2 December 2026, 10:34 UTC. Records made
+#: before 3 December name no machine; those made before the rebuild came from a machine of
+#: the ``v1252`` kind, those after it from either kind (the book's page on running, "Same
+#: seed, same numbers").
+REBUILT = pd.Timestamp("2026-12-02 10:34", tz="UTC")
+
+#: The build in a Linux platform string of the project's machines: ``"...-fc-v1252-..."``.
+_LINUX_BUILD = r"-fc-(v\d+)-"
+
+
+def record_machines(records: pd.DataFrame) -> pd.Series:
+    """The machine each record of ``records`` (:func:`read_records`' table) was made on, by
+    its ``machine.platform``: the Linux build where the platform has one
+    (``"Linux-6.18.44-fc-v1252-x86_64-with-glibc2.36"`` -> ``"v1252"``; the build is what
+    tells the project's CPU machines apart), else the whole platform. A record that names no
+    machine is ``"before the rebuild, not named"`` or ``"after the rebuild, not named"``
+    (:data:`REBUILT`)."""
+    platform = records.get("machine.platform", pd.Series(pd.NA, index=records.index))
+    platform = platform.astype("string")
+    named = platform.str.extract(_LINUX_BUILD, expand=False).fillna(platform)
+    before = pd.to_datetime(records["created"], utc=True) < REBUILT
+    unnamed = pd.Series("after the rebuild, not named", index=records.index, dtype="string")
+    return named.fillna(unnamed.mask(before, "before the rebuild, not named")).astype(object)
+
+
 #: :func:`commit_states`' columns: what the commit field of a record says of its code.
 COMMIT_STATES: tuple[str, ...] = ("committed", "uncommitted changes", "unknown")
 

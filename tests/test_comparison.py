@@ -21,6 +21,7 @@ from fernb.comparison import (
     coverage,
     fold_ranges,
     method_table,
+    notebook_table,
     overview,
     records_table,
     run_comparison,
@@ -286,3 +287,55 @@ def test_fold_ranges_join_consecutive_folds() -> None:
     assert fold_ranges([3, 0.0, 1, 2, 3, 7, 9, 10]) == "0 to 3, 7, 9 to 10"
     assert fold_ranges([5]) == "5"
     assert fold_ranges([None, float("nan")]) == "none"
+
+
+def test_notebook_table_says_what_each_notebook_recorded_where_and_from_which_commit() -> None:
+    def run(notebook: str, method: str, seed: int, fold: int | None, **where: str) -> dict:
+        return {
+            "dataset": "ckplus48" if fold is not None else "fer2013",
+            "epochs": 10,
+            "notebook": f"book/runs/results/{notebook}",
+            "method": method,
+            "seed": seed,
+            "fold": fold,
+            "commit": "4876e1d5a0a891e64dd08f7e55a4206de233084f",
+            "created": "2026-12-03T08:39:29+00:00",
+            "machine.platform": "Linux-6.18.44-fc-v1045-x86_64-with-glibc2.36",
+            **where,
+        }
+
+    later = {
+        "commit": "1d62afe0000000000000000000000000000000000",
+        "created": "2026-12-04T01:00:00+00:00",
+        "machine.platform": "Linux-6.18.44-fc-v1252-x86_64-with-glibc2.36",
+    }
+    unnamed = {"created": "2026-12-01T23:00:00+00:00", "machine.platform": None}
+    table = pd.DataFrame(
+        [
+            run("ck.ipynb", "vgg16", 0, 0),
+            run("ck.ipynb", "vgg16", 0, 1),
+            run("ck.ipynb", "vgg19", 0, 3, **later),
+            run("fer.ipynb", "vgg16", 1, None, **unnamed),
+            run("fer.ipynb", "vgg16", 0, None, **unnamed),
+        ]
+    )
+    made = notebook_table(table)
+    assert list(made.index) == [("ckplus48", 10, "ck.ipynb"), ("fer2013", 10, "fer.ipynb")]
+    assert made.loc[("ckplus48", 10, "ck.ipynb")].to_dict() == {
+        "methods": 2,
+        "runs": 3,
+        "seeds": "0",
+        "folds": "0 to 1, 3",
+        "machine": "v1045, v1252",
+        "commit": "1d62afe, 4876e1d",
+        "day": "2026-12-03, 2026-12-04",
+    }
+    assert made.loc[("fer2013", 10, "fer.ipynb")].to_dict() == {
+        "methods": 1,
+        "runs": 2,
+        "seeds": "0, 1",
+        "folds": "none",
+        "machine": "before the rebuild, not named",
+        "commit": "4876e1d",
+        "day": "2026-12-01",
+    }

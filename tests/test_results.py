@@ -18,12 +18,14 @@ from fernb.results import (
     LOADED_COMMIT,
     PAPER_TABLES,
     PAPERS,
+    REBUILT,
     RUN_NOTEBOOK_VARIABLE,
     RunRecord,
     commit_states,
     compare,
     paper_tables,
     read_records,
+    record_machines,
     recorded_confusion,
     records_frame,
     results_root,
@@ -229,6 +231,35 @@ def test_commit_states_count_clean_dirty_and_unknown_commits_per_paper() -> None
     assert list(states.columns) == [*COMMIT_STATES, "total"]
     assert states.loc["e2capsnet"].tolist() == [1, 1, 1, 3]
     assert states.loc["comparison"].tolist() == [2, 0, 0, 2]
+
+
+def test_record_machines_name_the_linux_build_or_when_an_unnamed_record_was_made() -> None:
+    records = pd.DataFrame(
+        {
+            "created": [
+                "2026-12-03T09:00:00+00:00",
+                "2026-12-03T09:00:00+00:00",
+                "2026-12-02T10:33:59+00:00",
+                "2026-12-02T10:34:00+00:00",
+            ],
+            "machine.platform": [
+                "Linux-6.18.44-fc-v1252-x86_64-with-glibc2.36",
+                "Linux-5.15.0-91-generic-x86_64-with-glibc2.35",
+                None,
+                None,
+            ],
+        }
+    )
+    assert record_machines(records).tolist() == [
+        "v1252",
+        "Linux-5.15.0-91-generic-x86_64-with-glibc2.35",
+        "before the rebuild, not named",
+        "after the rebuild, not named",
+    ]
+    assert REBUILT == pd.Timestamp("2026-12-02T10:34:00+00:00")
+    none_named = records.drop(columns="machine.platform")
+    assert record_machines(none_named).tolist()[2:] == record_machines(records).tolist()[2:]
+    assert record_machines(none_named).tolist()[0] == "after the rebuild, not named"
 
 
 def test_read_records_names_a_bad_file(tmp_path: Path) -> None:
