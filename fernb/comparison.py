@@ -469,8 +469,9 @@ def fold_ranges(folds: Iterable[float | None]) -> str:
 
 
 def _joined(values: Iterable[object]) -> str:
-    """The distinct ``values``, sorted, joined by commas."""
-    return ", ".join(sorted({str(value) for value in values}))
+    """The distinct ``values`` present (missing ones dropped), in their own order (numbers as
+    numbers), joined by commas."""
+    return ", ".join(str(value) for value in sorted({value for value in values if pd.notna(value)}))
 
 
 def notebook_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -490,7 +491,7 @@ def notebook_table(table: pd.DataFrame) -> pd.DataFrame:
         {
             "methods": made["method"].nunique(),
             "runs": made.size(),
-            "seeds": made["seed"].apply(lambda seeds: ", ".join(map(str, sorted(set(seeds))))),
+            "seeds": made["seed"].apply(_joined),
             "folds": made["fold"].apply(fold_ranges),
             **{column: made[column].apply(_joined) for column in ("machine", "commit", "day")},
         }
