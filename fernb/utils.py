@@ -28,6 +28,7 @@ __all__ = [
     "machine_summary",
     "markdown_table",
     "seed_everything",
+    "set_cpu_threads",
     "set_plot_style",
     "source_commit",
     "write_json_atomic",
@@ -78,6 +79,26 @@ def choose_device(device: str = "auto") -> torch.device:
                 "CUDA device(s) are visible"
             )
     return chosen
+
+
+def set_cpu_threads(threads: int | None, device: torch.device | str) -> int:
+    """Pin the threads torch computes with on the CPU, for a run on ``device``.
+
+    On the CPU, ``threads`` intra-op threads (``torch.set_num_threads``); None leaves torch's
+    default (one per core). The thread count changes the order of floating-point reductions,
+    so the same seed on the same machine trains the same network only with the same count:
+    the book's recorded CPU runs use 1, which is also fastest for its small models on a
+    shared CPU. On another device the CPU only prepares batches, and torch's default is
+    kept. Returns the number of threads torch uses afterwards (what run records note as
+    ``machine.cpu_threads``).
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(
+            f"cpu_threads must be at least 1 (or None for torch's default), got {threads}"
+        )
+    if threads is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -29,6 +29,7 @@ from fernb.utils import (
     machine_summary,
     markdown_table,
     seed_everything,
+    set_cpu_threads,
     source_commit,
     write_json_atomic,
 )
@@ -101,6 +102,39 @@ def test_cuda_index_beyond_the_visible_devices_is_an_error(monkeypatch: pytest.M
 
 def test_cpu_is_always_available() -> None:
     assert choose_device("cpu") == torch.device("cpu")
+
+
+@pytest.fixture
+def _restore_torch_threads():
+    """Give torch back the thread count it had before the test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("_restore_torch_threads")
+def test_cpu_threads_are_pinned_for_a_cpu_run() -> None:
+    torch.set_num_threads(2)
+    assert set_cpu_threads(1, "cpu") == 1
+    assert torch.get_num_threads() == machine_summary()["cpu_threads"] == 1
+    assert set_cpu_threads(3, torch.device("cpu")) == torch.get_num_threads() == 3
+
+
+@pytest.mark.usefixtures("_restore_torch_threads")
+def test_cpu_threads_stay_as_they_are_for_none_or_another_device() -> None:
+    torch.set_num_threads(2)
+    assert set_cpu_threads(None, "cpu") == 2
+    assert set_cpu_threads(1, "cuda") == 2
+    assert set_cpu_threads(1, torch.device("cuda", 0)) == torch.get_num_threads() == 2
+
+
+@pytest.mark.usefixtures("_restore_torch_threads")
+@pytest.mark.parametrize("threads", [0, -2])
+def test_cpu_threads_below_one_are_rejected(threads: int) -> None:
+    torch.set_num_threads(2)
+    with pytest.raises(ValueError, match="at least 1"):
+        set_cpu_threads(threads, "cpu")
+    assert torch.get_num_threads() == 2
 
 
 def test_git_commit_matches_git(repo_root: Path) -> None:
