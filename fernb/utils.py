@@ -84,13 +84,13 @@ def choose_device(device: str = "auto") -> torch.device:
 def set_cpu_threads(threads: int | None, device: torch.device | str) -> int:
     """Pin the threads torch computes with on the CPU, for a run on ``device``.
 
-    On the CPU, ``threads`` intra-op threads (``torch.set_num_threads``); None leaves torch's
-    default (one per core). The thread count changes the order of floating-point reductions,
-    so the same seed on the same machine trains the same network only with the same count:
-    the book's recorded CPU runs use 1, which is also fastest for its small models on a
-    shared CPU. On another device the CPU only prepares batches, and torch's default is
-    kept. Returns the number of threads torch uses afterwards (what run records note as
-    ``machine.cpu_threads``).
+    On the CPU, ``threads`` intra-op threads (``torch.set_num_threads``); None leaves the
+    count as it is (torch's default: one per core). The count changes how floating-point
+    sums are split and rounded, so the same seed on the same machine can train another
+    network with another count: the book's recorded CPU runs use 1, which is also fastest
+    for its small models on a shared CPU. On another device the CPU only prepares batches,
+    and the count is left as it is. Returns the number of threads torch uses afterwards
+    (what run records note as ``machine.cpu_threads``).
     """
     if threads is not None and threads < 1:
         raise ValueError(
