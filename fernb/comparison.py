@@ -139,14 +139,14 @@ class Tested:
 
     @classmethod
     def from_scores(
-        cls, targets, scores: np.ndarray, val_accuracy: float, best_epoch: int
+        cls, targets: np.ndarray, scores: np.ndarray, val_accuracy: float, best_epoch: int
     ) -> Tested:
         """Predictions are the argmax of N x C ``scores``."""
         predicted = np.asarray(scores).argmax(axis=1)
         return cls(np.asarray(targets), predicted, float(val_accuracy), int(best_epoch))
 
     @classmethod
-    def from_fit(cls, targets, scores: np.ndarray, fit: FitResult) -> Tested:
+    def from_fit(cls, targets: np.ndarray, scores: np.ndarray, fit: FitResult) -> Tested:
         """As :meth:`from_scores`, with the selection of :func:`fernb.train.fit`'s result."""
         return cls.from_scores(targets, scores, fit.best_metrics["accuracy"], fit.best_epoch)
 

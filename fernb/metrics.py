@@ -23,7 +23,8 @@ entries are left out of that AU's metric only. All metrics are fractions in [0, 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -51,14 +52,19 @@ __all__ = [
 #: Columns that identify a run rather than measure it; :func:`aggregate` never averages them.
 RUN_IDS: tuple[str, ...] = ("fold", "seed")
 
+#: What the metrics take: a NumPy array, a torch tensor (on any device) or nested sequences.
+Values: TypeAlias = np.ndarray | torch.Tensor | Sequence
 
-def _numpy(values) -> np.ndarray:
+
+def _numpy(values: Values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()
     return np.asarray(values)
 
 
-def _labels_and_predictions(labels, predicted) -> tuple[np.ndarray, np.ndarray, int]:
+def _labels_and_predictions(
+    labels: Values, predicted: Values
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Int labels, int predictions (the argmax of scores) and the number of classes implied:
     the number of score columns, else the largest label or prediction + 1."""
     labels = _numpy(labels).astype(np.int64)
@@ -79,13 +85,15 @@ def _labels_and_predictions(labels, predicted) -> tuple[np.ndarray, np.ndarray, 
     return labels, predicted, int(implied)
 
 
-def accuracy(labels, predicted) -> float:
+def accuracy(labels: Values, predicted: Values) -> float:
     """Share of correct predictions, ``mean(predicted == labels)``."""
     labels, predicted, _ = _labels_and_predictions(labels, predicted)
     return float(skm.accuracy_score(labels, predicted))
 
 
-def per_class_accuracy(labels, predicted, n_classes: int | None = None) -> np.ndarray:
+def per_class_accuracy(
+    labels: Values, predicted: Values, n_classes: int | None = None
+) -> np.ndarray:
     """Recall of each class, ``TP_c / (number of images of class c)``; NaN for absent classes.
 
     ``n_classes`` defaults to the number of score columns, else the largest label + 1.
@@ -100,7 +108,7 @@ def per_class_accuracy(labels, predicted, n_classes: int | None = None) -> np.nd
     )
 
 
-def macro_f1(labels, predicted, n_classes: int | None = None) -> float:
+def macro_f1(labels: Values, predicted: Values, n_classes: int | None = None) -> float:
     """Unweighted mean over classes of ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)``.
 
     As scikit-learn's ``f1_score(average="macro")``, the mean is over the classes that occur
@@ -117,7 +125,7 @@ def macro_f1(labels, predicted, n_classes: int | None = None) -> float:
     return float(skm.f1_score(labels, predicted, labels=occurring, average="macro"))
 
 
-def row_normalise(matrix) -> np.ndarray:
+def row_normalise(matrix: Values) -> np.ndarray:
     """Divide each row by its sum (a confusion matrix's rows become recall shares).
 
     A row summing to 0 (a class with no images) becomes NaN: its shares are undefined.
@@ -129,7 +137,7 @@ def row_normalise(matrix) -> np.ndarray:
 
 
 def confusion_matrix(
-    labels, predicted, n_classes: int | None = None, normalise: bool = False
+    labels: Values, predicted: Values, n_classes: int | None = None, normalise: bool = False
 ) -> np.ndarray:
     """C x C counts, rows the true class and columns the predicted one.
 
@@ -141,7 +149,9 @@ def confusion_matrix(
     return row_normalise(counts) if normalise else counts
 
 
-def _au_columns(targets, scores, present_at: float):
+def _au_columns(
+    targets: Values, scores: Values, present_at: float
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield, per AU, its known targets as 0/1 and the matching scores."""
     targets = _numpy(targets).astype(np.float64)
     scores = _numpy(scores).astype(np.float64)
@@ -160,8 +170,8 @@ def _undefined(k: int, why: str) -> float:
 
 
 def au_f1(
-    targets,
-    scores,
+    targets: Values,
+    scores: Values,
     threshold: float = 0.5,
     present_at: float = 0.5,
     zero_division: float = np.nan,
@@ -186,12 +196,14 @@ def au_f1(
     return np.array(f1, dtype=np.float64)
 
 
-def mean_au_f1(targets, scores, threshold: float = 0.5, present_at: float = 0.5) -> float:
+def mean_au_f1(
+    targets: Values, scores: Values, threshold: float = 0.5, present_at: float = 0.5
+) -> float:
     """Mean of :func:`au_f1` over the AUs where it is defined (the papers' "Avg" row)."""
     return float(np.nanmean(au_f1(targets, scores, threshold, present_at)))
 
 
-def au_auc(targets, scores, present_at: float = 0.5) -> np.ndarray:
+def au_auc(targets: Values, scores: Values, present_at: float = 0.5) -> np.ndarray:
     """Per-AU area under the ROC curve of the scores (Rashid & Lee, Table 2).
 
     NaN targets are left out. Where an AU's known targets are all positive or all negative
@@ -210,7 +222,7 @@ def _defined(names: Sequence[str], values: np.ndarray) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values, strict=True) if np.isfinite(v)}
 
 
-def expression_metrics(labels, predicted, classes: Sequence[str]) -> dict:
+def expression_metrics(labels: Values, predicted: Values, classes: Sequence[str]) -> dict:
     """What a run record stores for expression recognition.
 
     ``{"accuracy": ..., "per_class_accuracy": {class: ...}, "confusion": {true: {predicted:
@@ -231,8 +243,8 @@ def expression_metrics(labels, predicted, classes: Sequence[str]) -> dict:
 
 
 def au_metrics(
-    targets,
-    scores,
+    targets: Values,
+    scores: Values,
     au_names: Sequence[str],
     threshold: float = 0.5,
     present_at: float = 0.5,

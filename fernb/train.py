@@ -453,7 +453,7 @@ def _augmenter(augment) -> Callable[[Batch, torch.Generator], Batch] | None:
     return apply
 
 
-def autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool) -> torch.autocast:
     """The precision :func:`fit` and :func:`evaluate` run in: bf16 autocast on CUDA when
     ``amp``, otherwise (and always on the CPU) a disabled context, i.e. fp32."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")

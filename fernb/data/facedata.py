@@ -8,7 +8,7 @@ space :data:`EMOTIONS`; each loader documents how its dataset's own labels map i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -219,7 +219,9 @@ class FaceData:
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
         return images.float().div_(255.0), torch.from_numpy(self.labels).to(device)
 
-    def dataset(self, transform=None) -> FaceDataset:
+    def dataset(
+        self, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> FaceDataset:
         """A torch ``Dataset`` view of these images."""
         return FaceDataset(self, transform)
 
@@ -231,7 +233,9 @@ class FaceDataset(torch.utils.data.Dataset):
     ``label``; plus ``aus`` and ``landmarks`` where the dataset has them.
     """
 
-    def __init__(self, data: FaceData, transform=None) -> None:
+    def __init__(
+        self, data: FaceData, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         self.data = data
         self.transform = transform
 
