@@ -295,7 +295,7 @@ def test_clip_rows_takes_the_middle_frames_in_order() -> None:
 
 def test_clip_rows_refuses_short_mixed_or_missing_sequences() -> None:
     data = _sequences()
-    with pytest.raises(ValueError, match="fewer than frames=6"):
+    with pytest.raises(ValueError, match=r"fewer than frames=6.*short='repeat_first'"):
         clip_rows(data, 6)
     mixed = FaceData(
         **{**data.__dict__, "labels": np.r_[data.labels[:-1], (data.labels[-1] + 1) % 3]}
@@ -305,6 +305,17 @@ def test_clip_rows_refuses_short_mixed_or_missing_sequences() -> None:
     flat = FaceData(**{**data.__dict__, "sequence": None, "frame": None})
     with pytest.raises(ValueError, match="no sequence/frame"):
         clip_rows(flat, 3)
+
+
+def test_clip_rows_pads_short_sequences_with_their_first_frame_and_counts_them() -> None:
+    data = _sequences()  # three sequences of frames 0-4; sequence b keeps frames 3 and 4
+    short = data.subset(~((data.sequence == "b") & (data.frame <= 2)))
+    with pytest.warns(UserWarning, match="1 of 3 sequences are shorter than 4 frames"):
+        rows = clip_rows(short, 4, short="repeat_first")
+    frames = {short.sequence[clip[0]]: short.frame[clip].tolist() for clip in rows}
+    assert frames == {"a": [0, 1, 2, 3], "b": [3, 3, 3, 4], "c": [0, 1, 2, 3]}
+    with pytest.raises(ValueError, match="short must be one of"):
+        clip_rows(short, 4, short="pad")
 
 
 def test_select_classes_drops_and_relabels() -> None:

@@ -27,6 +27,7 @@ time by :func:`train_fold` with :func:`fernb.train.fit`.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "BASIC_EMOTIONS",
     "PAPER_AUGMENTATION",
     "PRESETS",
+    "SHORT_CLIPS",
     "VARIANTS",
     "CapsuleEncoder",
     "CapsuleLSTM",
@@ -79,6 +81,9 @@ __all__ = [
 
 #: MMI's six labels, the paper's classes (Sec. 4.1), in :data:`fernb.data.EMOTIONS` order.
 BASIC_EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+
+#: What :func:`clip_rows` does with a sequence shorter than the clip.
+SHORT_CLIPS: tuple[str, ...] = ("error", "repeat_first")
 
 MaskMode = Literal["predicted", "target"]
 LSTMLoss = Literal["cross_entropy", "margin"]
@@ -460,8 +465,10 @@ def load_sequences(
     the MMI loader (:func:`fernb.data.mmi.load_mmi`) with ``frames`` frames around the middle
     of each video.
     ``ckplus``: the official CK+ release, the last ``frames`` frames (to the peak) of each
-    sequence at 48 x 48. Any other name (``ckplus48``: 3 frames per sequence) is read with
-    :func:`fernb.data.load` as it comes. Images of classes outside ``classes`` are dropped.
+    sequence at 48 x 48: whole frames resized, not face crops, and fewer than ``frames`` where
+    a sequence is shorter (CK+ has sequences of 6 frames; :func:`clip_rows` can pad them).
+    Any other name (``ckplus48``: 3 frames per sequence) is read with :func:`fernb.data.load`
+    as it comes. Images of classes outside ``classes`` are dropped.
     """
     if dataset == "synthetic":
         options = {"sequences": True, "frames": frames, "classes": tuple(classes), **options}
@@ -475,15 +482,19 @@ def load_sequences(
     return select_classes(data, classes)
 
 
-def clip_rows(data: FaceData, frames: int) -> np.ndarray:
+def clip_rows(data: FaceData, frames: int, short: str = "error") -> np.ndarray:
     """Row positions (n_clips, frames) of each clip's frames, in frame order.
 
     A clip is a ``sequence``; from a longer one the middle ``frames`` frames are taken
-    (Sec. 4.1: "the middle 16 frames"). Clips keep the order of their first row.
+    (Sec. 4.1: "the middle 16 frames"). Clips keep the order of their first row. A sequence
+    shorter than ``frames`` raises with ``short="error"``; with ``short="repeat_first"`` its
+    first frame is repeated before it until the clip is long enough (on CK+, whose sequences
+    start at a neutral face and have 6 frames or more, the clip holds the neutral face
+    longer), and a warning counts the clips so padded.
 
     Raises:
-        ValueError: ``data`` has no sequences, a sequence is shorter than ``frames``, or
-            its frames disagree on the label.
+        ValueError: ``data`` has no sequences, a sequence is shorter than ``frames`` (with
+            ``short="error"``), or its frames disagree on the label.
     """
     if data.sequence is None or data.frame is None:
         raise ValueError(
@@ -492,19 +503,32 @@ def clip_rows(data: FaceData, frames: int) -> np.ndarray:
         )
     if frames < 1:
         raise ValueError(f"frames must be positive, got {frames}")
+    if short not in SHORT_CLIPS:
+        raise ValueError(f"short must be one of {SHORT_CLIPS}, got {short!r}")
     table = pd.DataFrame({"sequence": data.sequence, "frame": data.frame, "label": data.labels})
-    clips = []
+    clips, padded = [], 0
     for name, group in table.groupby("sequence", sort=False):
-        if len(group) < frames:
-            raise ValueError(
-                f"sequence {name} has {len(group)} frames, fewer than frames={frames} "
-                f"(the shortest sequence has {table.groupby('sequence').size().min()})"
-            )
         if group["label"].nunique() != 1:
             raise ValueError(f"the frames of sequence {name} have different labels")
         ordered = group.sort_values("frame", kind="stable").index.to_numpy()
+        missing = frames - len(ordered)
+        if missing > 0 and short == "error":
+            raise ValueError(
+                f"sequence {name} has {len(ordered)} frames, fewer than frames={frames} "
+                f"(the shortest sequence has {table.groupby('sequence').size().min()}); "
+                "pass short='repeat_first' to pad it with its first frame"
+            )
+        if missing > 0:
+            ordered = np.concatenate([np.repeat(ordered[:1], missing), ordered])
+            padded += 1
         start = (len(ordered) - frames) // 2
         clips.append(ordered[start : start + frames])
+    if padded:
+        warnings.warn(
+            f"{padded} of {len(clips)} sequences are shorter than {frames} frames: their "
+            "first frame is repeated before them",
+            stacklevel=2,
+        )
     return np.stack(clips)
 
 
