@@ -141,6 +141,23 @@ def test_channel_softmax_weights() -> None:
     torch.testing.assert_close(out / features, expected.view(1, 4, 1, 1).expand_as(features))
 
 
+def test_softmax_weights_survive_on_all_maps() -> None:
+    """Model 2 with all features: each map is peak-normalised, then weighted (a weight
+    applied before the normalisation would cancel), and the weighting gets gradients."""
+    features = torch.rand(2, 4, 3, 3) + 0.1
+    head = MapHead(4, "all", softmax_weights=True)
+    nn.init.zeros_(head.weights.score.weight)
+    with torch.no_grad():
+        head.weights.score.bias.copy_(torch.tensor([0.0, 0.0, np.log(5.0), 0.0]))
+    maps = head(features)
+    peak = features / features.amax(dim=(-2, -1), keepdim=True)  # MapHead(4, "all")
+    torch.testing.assert_close(MapHead(4, "all")(features), peak)
+    weights = torch.tensor([1 / 8, 1 / 8, 5 / 8, 1 / 8]) * 4  # C softmax: 0.5, 0.5, 2.5, 0.5
+    torch.testing.assert_close(maps, peak * weights.view(1, 4, 1, 1))
+    maps.square().sum().backward()
+    assert head.weights.score.weight.grad.abs().sum() > 0
+
+
 def test_variant_names_follow_the_papers_table() -> None:
     names = set(paper_tables("feature_attention")["variant"])
     assert names == {

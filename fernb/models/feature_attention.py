@@ -175,17 +175,27 @@ class ChannelSoftmax(nn.Module):
         super().__init__()
         self.score = nn.Linear(channels, channels)
 
+    def weights(self, features: torch.Tensor) -> torch.Tensor:
+        """``softmax(W mean_hw(f) + b)``, N x C x 1 x 1 (summing to 1), of N x C x h x w."""
+        return torch.softmax(self.score(features.mean(dim=(-2, -1))), dim=1)[..., None, None]
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.score(features.mean(dim=(-2, -1))), dim=1)
-        return features * weights[..., None, None] * features.shape[1]
+        return self.scale(features, features)
+
+    def scale(self, maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``maps`` (N x C x h x w) times ``C`` times the weights of ``features``."""
+        return maps * self.weights(features) * features.shape[1]
 
 
 class MapHead(nn.Module):
-    """Features (N x C x h x w, non-negative) -> attention maps in [0, 1] (N x M x h x w).
+    """Features (N x C x h x w, non-negative) -> attention maps (N x M x h x w).
 
     ``reduce``: ``"all"`` keeps the C maps (M = C), ``"average"`` their channel mean (M = 1),
-    both divided by their spatial maximum; ``"conv"`` a 1 x 1 convolution to one map and a
-    sigmoid. ``softmax_weights`` first weights the channels (:class:`ChannelSoftmax`).
+    each divided by its spatial maximum (so in [0, 1]); ``"conv"`` a 1 x 1 convolution to one
+    map and a sigmoid. ``softmax_weights`` weights the channels (:class:`ChannelSoftmax`):
+    before the mean or the convolution, and after the division for ``"all"``, where a
+    weight applied before it would cancel (``w f_c / max(w f_c) = f_c / max f_c``); the
+    weighted ``"all"`` maps lie in ``[0, C w_c]``.
     """
 
     def __init__(self, channels: int, reduce: Reduce, softmax_weights: bool = False) -> None:
@@ -198,12 +208,19 @@ class MapHead(nn.Module):
         self.maps = channels if reduce == "all" else 1
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.reduce == "all":
+            maps = _peak_normalised(features)
+            return maps if self.weights is None else self.weights.scale(maps, features)
         if self.weights is not None:
             features = self.weights(features)
         if self.conv is not None:
             return torch.sigmoid(self.conv(features))
-        maps = features if self.reduce == "all" else features.mean(dim=1, keepdim=True)
-        return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        return _peak_normalised(features.mean(dim=1, keepdim=True))
+
+
+def _peak_normalised(maps: torch.Tensor) -> torch.Tensor:
+    """Each N x M x h x w map divided by its spatial maximum (at least 1e-6)."""
+    return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
 
 
 @dataclass(frozen=True)
