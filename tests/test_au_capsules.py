@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -241,6 +242,20 @@ def test_select_aus_by_rate_or_name() -> None:
     np.testing.assert_array_equal(only.aus[:, 0], data.aus[:, 2])
     with pytest.raises(ValueError, match="not among"):
         select_aus(data, ["AU99"])
+
+
+def test_recipes_keep_every_au_of_bp4d_and_disfa() -> None:
+    """DISFA's AU1, AU2, AU9 are present in ~5% of frames: the papers report them all."""
+    data = _faces()  # 18 images
+    aus = np.zeros_like(data.aus)
+    aus[[0, 1, 2], [0, 1, 2]] = 2  # each AU present in 1 of 18 images (6%)
+    rare = replace(data, aus=aus)
+    for preset in ("cpu", "paper"):
+        for dataset in ("bp4d", "disfa"):
+            kept = select_aus(rare, min_rate=recipe(preset, dataset).min_au_rate).au_names
+            assert kept == ["AU1", "AU2", "AU12"]
+        with pytest.raises(ValueError, match="not among"):  # none left: no AU above 7%
+            select_aus(rare, min_rate=recipe(preset, "ckplus48").min_au_rate)
 
 
 def test_cross_validate_tests_every_image_once_and_selects_on_validation(monkeypatch) -> None:
