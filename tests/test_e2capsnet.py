@@ -272,13 +272,14 @@ def test_face_maps_use_given_landmarks_and_quirks_switch() -> None:
     assert 0 < (quirky > 0).sum() < (maps > 0).sum()
 
 
-def _fake_official(n: int = 12) -> FaceData:
+def _fake_official(train: int = 6, val: int = 3, test: int = 3) -> FaceData:
+    n = train + val + test
     return FaceData(
         images=np.zeros((n, 48, 48), np.uint8),
         labels=np.arange(n) % 3,
         classes=["anger", "happiness", "sadness"],
         subjects=np.arange(n).astype(str),
-        split=np.array(["train"] * 6 + ["val"] * 3 + ["test"] * 3),
+        split=np.array(["train"] * train + ["val"] * val + ["test"] * test),
         name="fake",
     )
 
@@ -288,6 +289,12 @@ def test_experiment_splits_are_official_or_subject_independent() -> None:
     assert protocol.startswith("official") and len(splits) == 1
     assert splits[0].fold is None
     assert [len(splits[0].train), len(splits[0].val), len(splits[0].test)] == [6, 3, 3]
+    no_val = _fake_official(train=16, val=0, test=4)  # RAF-DB: train and test only
+    protocol, (split,) = experiment_splits(no_val, val_fraction=0.25)
+    assert "val (model selection): 25% of the training subjects" in protocol
+    assert [len(split.train), len(split.val)] == [12, 4]
+    assert np.array_equal(np.sort(np.r_[split.train, split.val]), np.arange(16))
+    assert np.array_equal(split.test, np.arange(16, 20))
     data = load("synthetic", n_subjects=10, samples_per_subject=8)
     protocol, splits = experiment_splits(data, folds=5, val_fraction=0.2)
     assert "5-fold subject-independent" in protocol and len(splits) == 5

@@ -606,15 +606,22 @@ def experiment_splits(
     """The protocol in words and its splits.
 
     A dataset with an official split (FER2013: Training / PublicTest / PrivateTest) uses it;
-    one without (CK+48, SynthFACS) is split into ``folds`` subject-independent folds, and
-    the validation set is ``val_fraction`` of each training fold's subjects.
+    where it has no validation part (RAF-DB: train / test), ``val_fraction`` of the training
+    subjects (RAF-DB: images) are held out for model selection. One without (CK+48,
+    SynthFACS) is split into ``folds`` subject-independent folds, and the validation set is
+    ``val_fraction`` of each training fold's subjects.
     """
     if (data.split != "").any():
         parts = official_split(data)
-        if not len(parts["val"]):
-            raise ValueError(f"{data.name}'s official split has no validation part")
-        protocol = "official split: train / val (model selection) / test"
-        return protocol, [Split(None, parts["train"], parts["val"], parts["test"])]
+        if len(parts["val"]):
+            protocol = "official split: train / val (model selection) / test"
+            return protocol, [Split(None, parts["train"], parts["val"], parts["test"])]
+        train, val = holdout_subjects(data, parts["train"], val_fraction, seed)
+        protocol = (
+            f"official split: train / test; val (model selection): {val_fraction:.0%} of the "
+            "training subjects"
+        )
+        return protocol, [Split(None, train, val, parts["test"])]
     splits = []
     for fold, (train_val, test) in enumerate(subject_kfold(data, folds, seed)):
         train, val = holdout_subjects(data, train_val, val_fraction, seed)
