@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,7 @@ from fernb.models.feature_attention import (
     TenCropTask,
     apply_attention,
     combine_with_image,
+    face_network,
     images_on,
     load_face_network,
     paper_train_config,
@@ -324,6 +327,31 @@ def test_face_network_round_trip(tmp_path) -> None:
     images = torch.rand(2, 1, CROP, CROP)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), face(images))
+
+
+def test_face_network_loads_only_a_checkpoint_made_the_same_way(tmp_path) -> None:
+    face = SmallInputVGG(2, width=WIDTH, in_channels=1).eval()
+    path = save_face_network(face, tmp_path / "face.pt", {"dataset": "ckplus48", "seed": 0})
+    with pytest.raises(ValueError, match=r"face.pt: .*\{'seed': 0\}.*not \{'seed': 1\}"):
+        load_face_network(path, {"dataset": "ckplus48", "seed": 1})
+    load_face_network(path, {"dataset": "ckplus48", "seed": 0})
+
+    def never_built() -> None:
+        pytest.fail("the face data of a network loaded from its checkpoint is not built")
+
+    preset = replace(PRESETS["default"], width=WIDTH)
+    made = {"dataset": "ckplus48", "width": WIDTH, "face_epochs": preset.face_epochs, "seed": 0}
+    save_face_network(face, path, made)
+    _, fit = face_network(never_built, preset, path, {"dataset": "ckplus48"}, seed=0)
+    assert fit is None
+    with pytest.raises(ValueError, match=r"\{'seed': 0\}"):  # another seed's split
+        face_network(never_built, preset, path, {"dataset": "ckplus48"}, seed=1)
+    with pytest.raises(ValueError, match="'dataset': 'ckplus48'"):
+        face_network(never_built, preset, path, {"dataset": "fer2013"}, seed=0)
+    unrecorded = tmp_path / "unrecorded.pt"
+    torch.save({"width": WIDTH, "state": face.state_dict()}, unrecorded)
+    with pytest.raises(ValueError, match="None: not saved"):
+        face_network(never_built, preset, unrecorded, {"dataset": "ckplus48"}, seed=0)
 
 
 def tiny_emotion_data() -> EmotionData:

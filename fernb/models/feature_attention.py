@@ -15,9 +15,12 @@ builds every model of the paper:
   (:class:`ChannelSoftmax`).
 - **Model 3**: attention inside the emotion network at three stages (2, 3, 4): the maps come
   from the face network's features of the same stage (``"facial"``), from the emotion
-  network's own (``"emotion"``), from their product (``"combination"``), or the facial maps
+  network's own (``"emotion"``), from their product (``"combination"``; of the paper's
+  "concatenating or taking the dot-product" only the product is built), or the facial maps
   of all three stages are first applied to the image as in Model 1 and the emotion maps then
-  inside the network (``"separately"``); features weighted as in Model 2.
+  inside the network (``"separately"``); features weighted as in Model 2. Model 2's weights
+  act before the channel mean, or, for ``"all"`` maps, after each map's division by its
+  maximum (:class:`MapHead`).
 
 Where the paper is silent, choices made here (all switchable): maps of ``"all"`` and
 ``"average"`` are divided by their spatial maximum (so Eq. 2 weights lie in [1, 2]) and
@@ -30,12 +33,13 @@ are those of the paper's Table 1 (``fernb.results.PAPER_TABLES``).
 
 Training (Sec. 4.2): random 44 x 44 crops and horizontal flips, SGD (lr 0.01, momentum 0.9,
 weight decay 5e-4), lr / 10 at 50%, 75% and 90% of the epochs, cross-entropy
-(:func:`paper_train_config`); the test score averages the ten crops (:class:`TenCropTask`).
+(:func:`paper_train_config`). The test score averages the ten crops (:class:`TenCropTask`),
+as the public FER2013 code does; the paper does not mention test-time augmentation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -541,7 +545,7 @@ class Preset:
         batch_size: training batch (the paper: 128; 16 for Model 3 for want of memory).
         eval_batch_size: images per evaluation step (each is ten crops).
         face_images: at most this many training faces of the emotion dataset for the face
-            network; as many natural patches and as many textures as negatives.
+            network (:func:`face_training_data` adds the negatives).
         synthetic_subjects: people of the SynthFACS stand-in data (``dataset="synthetic"``).
     """
 
@@ -568,17 +572,36 @@ PRESETS: dict[str, Preset] = {
 # fmt: on
 
 
-def save_face_network(model: SmallInputVGG, path: Path | str) -> Path:
-    """Save a face network's weights and width to ``path`` (a ``.pt`` file)."""
+def save_face_network(
+    model: SmallInputVGG, path: Path | str, made_from: Mapping[str, object] | None = None
+) -> Path:
+    """Save a face network's weights, its width and ``made_from`` (what trained it: plain
+    values) to ``path`` (a ``.pt`` file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"width": model.features.width, "state": model.state_dict()}, path)
+    saved = {"width": model.features.width, "state": model.state_dict()}
+    torch.save({**saved, "made_from": dict(made_from or {})}, path)
     return path
 
 
-def load_face_network(path: Path | str) -> SmallInputVGG:
-    """A face network saved by :func:`save_face_network` (2 classes, gray input)."""
+def load_face_network(
+    path: Path | str, made_from: Mapping[str, object] | None = None
+) -> SmallInputVGG:
+    """A face network saved by :func:`save_face_network` (2 classes, gray input).
+
+    With ``made_from``, the file must have been saved with the same values for those keys:
+    else :class:`ValueError` names the file and the values that differ.
+    """
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if made_from is not None:
+        stored = saved.get("made_from", {})
+        differ = {key: stored.get(key) for key in made_from if stored.get(key) != made_from[key]}
+        if differ:
+            wanted = {key: made_from[key] for key in differ}
+            raise ValueError(
+                f"{path}: a face network made with {differ} (None: not saved), not {wanted}; "
+                "train one for this run (another face_checkpoint path)"
+            )
     model = SmallInputVGG(num_classes=2, width=saved["width"], in_channels=1)
     model.load_state_dict(saved["state"])
     return model
@@ -684,6 +707,7 @@ def face_network(
     face_data: Callable[[], FaceNonFace],
     preset: Preset,
     checkpoint: Path | str | None = None,
+    made_from: Mapping[str, object] | None = None,
     **config,
 ) -> tuple[SmallInputVGG, FitResult | None]:
     """The face network: loaded from ``checkpoint`` if that file exists, else trained.
@@ -691,11 +715,20 @@ def face_network(
     Training: ``face_data()``'s train split, random 44 x 44 crops and flips, Sec. 4.2's
     schedule over ``preset.face_epochs`` (``config`` overrides :func:`paper_train_config`),
     selection on its val split; the trained network is saved to ``checkpoint`` if given.
-    Returns the network (eval mode) and the :class:`~fernb.train.FitResult` (None if
-    loaded).
+    The checkpoint keeps ``made_from`` (what chose the face data: the dataset, its options),
+    the width, the face epochs and the seed, and only a checkpoint made with the same is
+    loaded (:func:`load_face_network`): one trained on another seed's split may have seen
+    this run's test people. Returns the network (eval mode) and the
+    :class:`~fernb.train.FitResult` (None if loaded).
     """
+    made_from = {
+        **(made_from or {}),
+        "width": preset.width,
+        "face_epochs": preset.face_epochs,
+        "seed": config.get("seed"),
+    }
     if checkpoint is not None and Path(checkpoint).is_file():
-        return load_face_network(checkpoint).eval(), None
+        return load_face_network(checkpoint, made_from).eval(), None
     data = face_data()
     settings = {"epochs": preset.face_epochs, "batch_size": preset.batch_size}
     settings |= {"eval_batch_size": preset.eval_batch_size} | config
@@ -709,7 +742,7 @@ def face_network(
         Augmentation(crop=CROP),
     )
     if checkpoint is not None:
-        save_face_network(result.model, checkpoint)
+        save_face_network(result.model, checkpoint, made_from)
     return result.model.eval(), result
 
 
