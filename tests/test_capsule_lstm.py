@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from fernb.data import FaceData
 from fernb.data.augment import Augmentation
@@ -316,6 +318,35 @@ def test_clip_rows_pads_short_sequences_with_their_first_frame_and_counts_them()
     assert frames == {"a": [0, 1, 2, 3], "b": [3, 3, 3, 4], "c": [0, 1, 2, 3]}
     with pytest.raises(ValueError, match="short must be one of"):
         clip_rows(short, 4, short="pad")
+
+
+def _write_ckplus_sequence(root: Path, subject: str, frames: int, emotion: int) -> None:
+    """A CK+ sequence of ``frames`` 60 x 80 frames (pixel = frame number), its 68 landmarks
+    spread over x 30..50, y 20..40, and its Emotion file."""
+    trees = ("cohn-kanade-images", "Landmarks", "Emotion")
+    images, landmarks, labels = (root / tree / subject / "001" for tree in trees)
+    for folder in (images, landmarks, labels):
+        folder.mkdir(parents=True)
+    points = np.c_[np.linspace(30, 50, 68), np.linspace(20, 40, 68)]
+    for frame in range(1, frames + 1):
+        stem = f"{subject}_001_{frame:08d}"
+        Image.fromarray(np.full((60, 80), frame, np.uint8)).save(images / f"{stem}.png")
+        np.savetxt(landmarks / f"{stem}_landmarks.txt", points, fmt="%16.7e")
+    (labels / f"{subject}_001_{frames:08d}_emotion.txt").write_text(f"{emotion:16.7e}\n")
+
+
+def test_full_ckplus_clips_are_face_crops_and_short_sequences_are_padded(tmp_path) -> None:
+    _write_ckplus_sequence(tmp_path, "S005", frames=6, emotion=5)  # happy
+    _write_ckplus_sequence(tmp_path, "S010", frames=3, emotion=7)  # surprise
+    data = load_sequences("ckplus", tmp_path, frames=4)
+    assert data.image_size == (48, 48) and data.info["options"]["crop"]
+    assert data.frame.tolist() == [3, 4, 5, 6, 1, 2, 3]  # the last 4 frames, or all 3
+    with pytest.raises(ValueError, match="S010_001 has 3 frames"):
+        clip_rows(data, 4)
+    with pytest.warns(UserWarning, match="1 of 2 sequences are shorter than 4 frames"):
+        rows = clip_rows(data, 4, short="repeat_first")
+    assert [data.frame[clip].tolist() for clip in rows] == [[3, 4, 5, 6], [1, 1, 2, 3]]
+    assert [data.classes[data.labels[clip[0]]] for clip in rows] == ["happiness", "surprise"]
 
 
 def test_select_classes_drops_and_relabels() -> None:

@@ -256,6 +256,51 @@ def test_ckplus_sizes_must_agree_unless_resized(tmp_path: Path) -> None:
     assert load_ckplus(root, size=16).images.shape == (3, 16, 16)
 
 
+def _write_face_sequence(root: Path, subject: str, shape: tuple[int, int], face_x: int) -> None:
+    """Two frames of a horizontal ramp (pixel = its x), the 68 landmarks on the edge of the
+    box x face_x..face_x + 10, y 10..20, and an Emotion file."""
+    folder = Path(subject, "001")
+    ramp = np.tile(np.arange(shape[1], dtype=np.uint8), (shape[0], 1))
+    edge = np.linspace(0, 10, 17)
+    box = np.concatenate(
+        [
+            np.c_[edge, 0 * edge],
+            np.c_[edge, 0 * edge + 10],
+            np.c_[0 * edge, edge],
+            np.c_[0 * edge + 10, edge],
+        ]
+    )
+    for frame in (1, 2):
+        stem = f"{subject}_001_{frame:08d}"
+        path = root / "cohn-kanade-images" / folder / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ramp).save(path)
+        _number_file(
+            root / "Landmarks" / folder / f"{stem}_landmarks.txt", box + np.array([face_x, 10])
+        )
+    _number_file(root / "Emotion" / folder / f"{subject}_001_00000002_emotion.txt", [[5]])
+
+
+def test_ckplus_face_crops_one_square_per_sequence_around_its_landmarks(tmp_path: Path) -> None:
+    _write_face_sequence(tmp_path, "S020", (40, 60), face_x=20)
+    _write_face_sequence(tmp_path, "S021", (48, 50), face_x=30)  # another frame size
+    data = load_ckplus(tmp_path, frames="all", size=12, crop=True)
+    assert data.images.shape == (4, 12, 12)
+    # a 10 x 10 box grown by 20%: the 12 x 12 square from x = face_x - 1, y = 9, unresized
+    np.testing.assert_array_equal(data.images[0, 5], np.arange(19, 31))
+    np.testing.assert_array_equal(data.images[3, 5], np.arange(29, 41))
+    landmarks = np.loadtxt(tmp_path / "Landmarks/S020/001/S020_001_00000001_landmarks.txt")
+    np.testing.assert_allclose(data.landmarks[0], landmarks - [19, 9], atol=1e-6)
+    assert data.info["image_sizes"] == {"40 x 60": 2, "48 x 50": 2}
+    larger = load_ckplus(tmp_path, frames="all", size=24, crop=True)  # twice the pixels
+    np.testing.assert_allclose(larger.landmarks[0], (landmarks - [19, 9] + 0.5) * 2 - 0.5)
+    with pytest.raises(ValueError, match="square size"):
+        load_ckplus(tmp_path, crop=True)
+    (tmp_path / "Landmarks/S021/001/S021_001_00000002_landmarks.txt").unlink()
+    with pytest.raises(DatasetFormatError, match=r"S021/001: crop=True needs .*no file"):
+        load_ckplus(tmp_path, crop=True, size=12)
+
+
 @pytest.mark.parametrize(
     ("relative", "text", "message"),
     [

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from fernb.data import DatasetFormatError
-from fernb.data.mmi import crop_square, find_face, load_mmi, read_video
+from fernb.data.mmi import find_face, load_mmi, read_video
 from fernb.data.synthetic import load_synthetic
+from fernb.face.crop import crop_square
 
 HEIGHT, WIDTH = 240, 320
 FACE_AT = (150, 60, 128)  # x, y, side of the pasted 128 x 128 synthetic face

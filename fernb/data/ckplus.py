@@ -38,6 +38,7 @@ Neither edition has an official split (``split`` is ``""``): use subject-indepen
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ from fernb.data._layout import (
     visible,
 )
 from fernb.data.facedata import DatasetFormatError, FaceData, require_dir
+from fernb.face.crop import crop_square, landmark_box, square_around
 
 __all__ = ["load_ckplus", "load_ckplus48"]
 
@@ -74,6 +76,8 @@ CK48_EXPECTED = "CK+48/<class>/S<subject>_<sequence>_<frame>.png"
 CK_EXPECTED = "cohn-kanade-images/S<subject>/<sequence>/S<subject>_<sequence>_<frame>.png"
 AU_COLUMNS = ["subject", "sequence", "emotion", "AU.combination"]
 NAME = re.compile(r"S(\d+)_(\d+)_(\d+)")
+#: :func:`load_ckplus`' face crops: the landmarks' box grown by this share of its side.
+CROP_MARGIN = 0.2
 
 
 def _frame_id(path: Path) -> tuple[str, str, int]:
@@ -201,6 +205,7 @@ def load_ckplus(
     labelled_only: bool = True,
     size: int | tuple[int, int] | None = None,
     au_coding: str = "intensity",
+    crop: bool = False,
 ) -> FaceData:
     """Load the official CK+ release from ``root`` (the folder holding cohn-kanade-images/).
 
@@ -219,6 +224,12 @@ def load_ckplus(
             coded present without intensity (written as intensity 0 in CK+);
             ``"presence"``: 1 for every coded AU, 0 otherwise. NaN rows for sequences
             without a FACS file. ``au_names`` are sorted by AU number.
+        crop: cut the face out before resizing to ``size`` (an int or a square): one square
+            per sequence around the 68 landmarks of all its returned frames, grown by
+            :data:`CROP_MARGIN` of its side (:func:`fernb.face.crop.square_around`), so the
+            face does not jitter; needs every frame's Landmarks file, else
+            :class:`DatasetFormatError` names the first missing one. Landmarks are moved into
+            the crop.
 
     Images are read as 8-bit gray. ``landmarks`` is None (and ``info["landmarks"]`` says
     why) unless every returned frame has a Landmarks file.
@@ -230,12 +241,15 @@ def load_ckplus(
     sequences = _sequences(require_dir(root / "cohn-kanade-images", CK_EXPECTED))
     picked, onsets, counts = _pick_frames(root, sequences, take, neutral_first, labelled_only)
     paths = [path for path, _ in picked]
-    images, shapes = read_images(paths, f"{root}/{CK_EXPECTED}", "L", size)
+    if crop:
+        images, shapes, landmarks, landmark_note = _face_crops(root, paths, size)
+    else:
+        images, shapes = read_images(paths, f"{root}/{CK_EXPECTED}", "L", size)
+        landmarks, landmark_note = _landmarks(root / "Landmarks", paths, shapes, size)
     ids = [_frame_id(path) for path in paths]
     classes, label_map = table(
         [(f"{code} {own}", name) for code, (own, _, name) in enumerate(CODES)]
     )
-    landmarks, landmark_note = _landmarks(root / "Landmarks", paths, shapes, size)
     aus, au_names, facs_info = _facs(root / "FACS", paths, onsets, au_coding)
     return FaceData(
         images=images,
@@ -257,6 +271,7 @@ def load_ckplus(
                 "labelled_only": labelled_only,
                 "size": size,
                 "au_coding": au_coding,
+                "crop": crop,
             },
             **counts,
             "image_sizes": dict(Counter(f"{h} x {w}" for h, w in shapes)),
@@ -264,6 +279,29 @@ def load_ckplus(
             **facs_info,
         },
     )
+
+
+def _face_crops(
+    root: Path, paths: Sequence[Path], size: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Face crops of ``paths`` (one square per sequence around its landmarks), the frames'
+    sizes as read, the landmarks in the crops, and the landmarks note of ``info``."""
+    if size is None or size[0] != size[1]:
+        raise ValueError(f"crop=True needs a square size (an int), got size={size}")
+    images, shapes, points = [], [], []
+    for folder, group in itertools.groupby(paths, key=lambda path: path.parent):
+        frames = list(group)
+        pixels, read = read_images(frames, f"{root}/{CK_EXPECTED}", "L")
+        found, note = _landmarks(root / "Landmarks", frames, read, None)
+        if found is None:
+            raise DatasetFormatError(f"{folder}: crop=True needs every frame's landmarks; {note}")
+        box = landmark_box(found)
+        left, top, side = square_around(box, *pixels.shape[1:], CROP_MARGIN)
+        images.append(crop_square(pixels, box, size[0], CROP_MARGIN))
+        points.append((found - [left, top] + 0.5) * size[0] / side - 0.5)
+        shapes.append(read)
+    note = "from Landmarks/, moved into the face crops"
+    return np.concatenate(images), np.concatenate(shapes), np.concatenate(points), note
 
 
 def _frame_count(frames: str) -> int | None:

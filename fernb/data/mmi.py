@@ -46,8 +46,9 @@ import numpy as np
 
 from fernb.data._layout import descend, table, visible
 from fernb.data.facedata import DatasetFormatError, FaceData, require_dir
+from fernb.face.crop import Box, crop_square
 
-__all__ = ["DETECTORS", "MMI_EMOTIONS", "crop_square", "find_face", "load_mmi", "read_video"]
+__all__ = ["DETECTORS", "MMI_EMOTIONS", "find_face", "load_mmi", "read_video"]
 
 #: MMI's emotion codes 1-6 and their canonical classes.
 MMI_EMOTIONS: dict[str, str] = {
@@ -65,8 +66,6 @@ EXPECTED = "Sessions/<session>/<name>.avi with <name>.xml holding <Metatag Name=
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".wmv")
 NAME = re.compile(r"(S\d+)-\d+")
 _DETECT_WIDTH = 320
-
-Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
 
 def read_video(path: Path) -> np.ndarray:
@@ -124,28 +123,6 @@ def find_face(frames: np.ndarray, detector: str = "opencv") -> Box | None:
         return None
     median = np.median(np.array(boxes, dtype=np.float64), axis=0) / scale
     return tuple(round(value) for value in median)
-
-
-def crop_square(frames: np.ndarray, box: Box | None, size: int, margin: float = 0.0) -> np.ndarray:
-    """Cut the square around ``box`` (grown by ``margin`` x its side) from every frame.
-
-    The square keeps the box's centre and lies inside the frame (it is shifted, and shrunk
-    to the frame's shorter side if need be); without a box it is the frame's centre square.
-    Frames are resized to ``size`` x ``size`` (area interpolation). Returns (n, size, size).
-    """
-    height, width = frames.shape[1:3]
-    if box is None:
-        side, cx, cy = min(height, width), width / 2, height / 2
-    else:
-        x, y, w, h = box
-        side, cx, cy = max(w, h) * (1 + margin), x + w / 2, y + h / 2
-    side = round(min(side, height, width))
-    left = round(min(max(cx - side / 2, 0), width - side))
-    top = round(min(max(cy - side / 2, 0), height - side))
-    crops = frames[:, top : top + side, left : left + side]
-    return np.stack(
-        [cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) for crop in crops]
-    )
 
 
 def _metatags(path: Path) -> dict[str, str]:

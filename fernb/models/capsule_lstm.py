@@ -465,8 +465,9 @@ def load_sequences(
     the MMI loader (:func:`fernb.data.mmi.load_mmi`) with ``frames`` frames around the middle
     of each video.
     ``ckplus``: the official CK+ release, the last ``frames`` frames (to the peak) of each
-    sequence at 48 x 48: whole frames resized, not face crops, and fewer than ``frames`` where
-    a sequence is shorter (CK+ has sequences of 6 frames; :func:`clip_rows` can pad them).
+    sequence, the face cut out around the sequence's landmarks (the paper detects faces with
+    dlib) at 48 x 48; fewer than ``frames`` where a sequence is shorter (CK+ has sequences of
+    6 frames; :func:`clip_rows` can pad them).
     Any other name (``ckplus48``: 3 frames per sequence) is read with :func:`fernb.data.load`
     as it comes. Images of classes outside ``classes`` are dropped.
     """
@@ -476,7 +477,8 @@ def load_sequences(
     elif dataset == "mmi":
         data = load(dataset, root, **{"frames": frames, **options})
     elif dataset == "ckplus":
-        data = load(dataset, root, **{"frames": f"last{frames}", "size": 48, **options})
+        options = {"frames": f"last{frames}", "size": 48, "crop": True, **options}
+        data = load(dataset, root, **options)
     else:
         data = load(dataset, root, **options)
     return select_classes(data, classes)
