@@ -36,6 +36,10 @@ from the paper's text in three ways:
 
 (The same code run under NumPy >= 2 computes ``px - pt[0]`` in uint8, NEP 50, and paints a
 scrambled pattern; NumPy 1, which the authors used, promoted to int64 as reproduced here.)
+Not reproduced: the release keeps dlib's landmarks as integers and writes ``x / W * 100``
+back into an integer array, so its grid coordinates and the ruler ``r`` are truncated before
+the shifts; :func:`au_centers` keeps them as floats in both modes, so a quirks map's centres
+can sit one grid pixel from the release's.
 
 References: Cao, Yao, An, "E2-Capsule neural networks for facial expression recognition
 using AU-aware attention", IET Image Processing 2020 (Eq. 1); Li, Abtahi, Zhu, Yin,
