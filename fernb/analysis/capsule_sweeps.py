@@ -119,7 +119,10 @@ def direction_sweep(
     Args:
         model: a capsule network with ``decode``.
         capsules: the class capsules of one image (C, D).
-        target: the class whose capsule is changed (the others are zeroed).
+        target: the class whose capsule is changed (the others are zeroed: right for an
+            expression network, whose decoder saw one capsule at a time; an AU network's
+            decoder was trained with every present AU's capsule, so a lone capsule is off
+            its training distribution).
         values: the values each dimension takes (the paper: -0.5 to 0.5).
         dims: the dimensions to sweep (default all D).
 
