@@ -31,6 +31,7 @@ from fernb.models.au_capsules import (
     variant_name,
 )
 from fernb.nn.capsules import margin_loss, reconstruction_loss
+from fernb.nn.vgg import ImageNetNormalisation, StagedVGG
 from fernb.tasks import CapsuleOutput
 
 TINY = {"width": 0.125, "class_dim": 4, "decoder_hidden": (8,), "decoder_base": 8}
@@ -59,6 +60,16 @@ def test_ours_vgg_starts_from_imagenet_weights_it_never_downloads(tmp_path, monk
     cpu = recipe("cpu", "ckplus48").overrides("ours_vgg")
     assert cpu["imagenet"] is False
     assert build_model("capsules", 8, "ours_vgg", **cpu).feature_shape == (128, 7, 7)
+
+
+def test_ours_vgg_normalises_images_for_its_imagenet_weights(monkeypatch) -> None:
+    monkeypatch.setattr(StagedVGG, "load_imagenet_weights", lambda self: None)  # no file
+    for imagenet in (True, False):
+        model = build_model("capsules", 8, "ours_vgg", width=1 / 16, imagenet=imagenet)
+        assert isinstance(model.features[0], ImageNetNormalisation) == imagenet
+    assert not any(
+        isinstance(m, ImageNetNormalisation) for m in build_model("capsules", 8).modules()
+    )
 
 
 def test_vgg_model_sizes() -> None:

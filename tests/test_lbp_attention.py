@@ -28,6 +28,7 @@ from fernb.models.lbp_attention import (
     record_name,
     train_and_test,
 )
+from fernb.nn.vgg import ImageNetNormalisation, StagedVGG
 from fernb.results import RunRecord, paper_tables
 
 WIDTH = 1 / 16  # 4 reduced channels, VGG widths 4 to 32: fast on the CPU
@@ -59,6 +60,14 @@ def test_feature_stream_is_vgg16_first_ten_convs_and_three_1x1_reductions() -> N
     stem = FeatureStream(1, C, vgg=False)
     assert len(_convs(stem)) == 1
     assert stem(torch.rand(2, 1, 48, 40)).shape == (2, C, 6, 5)
+
+
+def test_feature_stream_normalises_images_only_for_imagenet_weights(monkeypatch) -> None:
+    monkeypatch.setattr(StagedVGG, "load_imagenet_weights", lambda self: None)  # no file
+    for imagenet in (True, False):
+        stream = FeatureStream(1, C, width=WIDTH, imagenet=imagenet)
+        assert isinstance(stream.layers[0], ImageNetNormalisation) == imagenet
+        assert len(_convs(stream)) == 13
 
 
 def test_attention_mask_is_a_sigmoid_in_0_1_and_multiplies_the_trunk() -> None:

@@ -10,8 +10,16 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
+from torchvision.transforms import Normalize
 
-from fernb.nn.vgg import SmallInputVGG, StagedVGG, imagenet_weights_path
+from fernb.nn.vgg import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageNetNormalisation,
+    SmallInputVGG,
+    StagedVGG,
+    imagenet_weights_path,
+)
 
 TORCHVISION_VGG = {
     (16, False): torchvision.models.vgg16,
@@ -90,6 +98,19 @@ def test_imagenet_checkpoint_reproduces_torchvision(
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_imagenet_normalisation_matches_torchvision(channels: int) -> None:
+    images = torch.rand(2, channels, 5, 5)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if channels == 1:  # the channel averages
+        mean, std = mean.mean(dim=0, keepdim=True), std.mean(dim=0, keepdim=True)
+    expected = Normalize(mean.tolist(), std.tolist())(images)
+    torch.testing.assert_close(ImageNetNormalisation(channels)(images), expected)
+    assert ImageNetNormalisation(channels).state_dict() == {}  # checkpoints stay as they were
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        ImageNetNormalisation(2)
 
 
 def test_missing_weights_error_names_the_expected_path(hub_dir: Path) -> None:

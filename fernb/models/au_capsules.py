@@ -56,7 +56,7 @@ from fernb.nn.capsules import (
     mask_capsules,
     reconstruction_loss,
 )
-from fernb.nn.vgg import StagedVGG, scaled_channels
+from fernb.nn.vgg import ImageNetNormalisation, StagedVGG, scaled_channels
 from fernb.tasks import CapsuleOutput, CapsuleTask, MultiLabelTask, au_targets
 from fernb.train import (
     Batch,
@@ -184,7 +184,9 @@ def _khorrami(architecture: Architecture) -> nn.Sequential:
 
 
 def _vgg16(architecture: Architecture) -> nn.Sequential:
-    """VGG16's convolutions, stages 1-5, without the last max-pool (stride 16)."""
+    """VGG16's convolutions, stages 1-5, without the last max-pool (stride 16); with ImageNet
+    weights, the images are first normalised by ImageNet's statistics, as the weights expect
+    (:class:`fernb.nn.vgg.ImageNetNormalisation`; the decoder still redraws them in [0, 1])."""
     vgg = StagedVGG(
         16,
         width=architecture.width,
@@ -192,7 +194,10 @@ def _vgg16(architecture: Architecture) -> nn.Sequential:
         imagenet=architecture.imagenet,
     )
     stages = list(vgg.stages.values())
-    return nn.Sequential(*stages[:-1], stages[-1][:-1])
+    layers = [*stages[:-1], stages[-1][:-1]]
+    if architecture.imagenet:
+        layers.insert(0, ImageNetNormalisation(architecture.in_channels))
+    return nn.Sequential(*layers)
 
 
 _BACKBONES = {"khorrami": _khorrami, "vgg16": _vgg16}

@@ -41,7 +41,7 @@ from fernb.data.facedata import FaceData
 from fernb.data.splits import holdout_subjects, image_kfold, official_split, subject_kfold
 from fernb.face.lbp import lbp_image
 from fernb.metrics import expression_metrics
-from fernb.nn.vgg import StagedVGG, scaled_channels
+from fernb.nn.vgg import ImageNetNormalisation, StagedVGG, scaled_channels
 from fernb.results import SAME_DATA, RunRecord, compare, data_fields, records_frame
 from fernb.train import EvalResult, TrainConfig, evaluate, fit, tensors
 
@@ -147,7 +147,9 @@ class FeatureStream(nn.Module):
             backbone = StagedVGG(
                 16, batch_norm=True, width=width, in_channels=in_channels, imagenet=imagenet
             )
-            front = backbone.conv_layers(10)
+            front = [*backbone.conv_layers(10)]
+            if imagenet:  # the weights expect ImageNet's input statistics
+                front.insert(0, ImageNetNormalisation(in_channels))
             reduced = backbone.out_channels(4)
             self.layers = nn.Sequential(
                 *front, *(_conv(c, channels, kernel=1) for c in (reduced, channels, channels))
@@ -242,7 +244,9 @@ class LBPAttentionNet(nn.Module):
         input_size: images are resized to this square size (bilinear; their LBP image,
             taken at the original size, nearest-neighbour) before the streams; None keeps
             the size. The paper feeds 256 x 256.
-        imagenet: start the VGG layers from torchvision's ImageNet weights (local only).
+        imagenet: start the VGG layers from torchvision's ImageNet weights (local only),
+            their inputs normalised by ImageNet's statistics
+            (:class:`fernb.nn.vgg.ImageNetNormalisation`).
 
     Inputs are floats in [0, 1] (what :func:`fernb.train.fit` feeds). The LBP image is
     computed on the batch, on its device, after augmentation, of the image rounded to 8-bit

@@ -29,8 +29,11 @@ from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, VGG19_BN_Weights, VGG19_Weights
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "STAGE_NAMES",
     "VGG_STAGES",
+    "ImageNetNormalisation",
     "SmallInputVGG",
     "StagedVGG",
     "imagenet_weights_path",
@@ -50,6 +53,35 @@ _IMAGENET_WEIGHTS = {
     (19, False): VGG19_Weights.IMAGENET1K_V1,
     (19, True): VGG19_BN_Weights.IMAGENET1K_V1,
 }
+
+
+#: The RGB channel statistics of the images torchvision's ImageNet weights were trained on
+#: (pixels in [0, 1]).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class ImageNetNormalisation(nn.Module):
+    """``(x - mean_c) / std_c`` per channel: the input that ImageNet weights expect.
+
+    Images in [0, 1]. RGB uses :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`; a gray image
+    (``channels=1``) their averages, 0.449 and 0.226, which for the summed first kernel of
+    :meth:`StagedVGG.load_imagenet_weights` is close to the RGB network on (x, x, x) (the
+    three channels' statistics differ by at most 0.08 and 0.005).
+    """
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        if channels not in (1, 3):
+            raise ValueError(f"ImageNet statistics fit 1 or 3 channels, got {channels}")
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        if channels == 1:
+            mean, std = mean.mean(dim=0, keepdim=True), std.mean(dim=0, keepdim=True)
+        self.register_buffer("mean", mean.view(1, channels, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, channels, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
 
 
 def scaled_channels(channels: int, width: float) -> int:
