@@ -56,7 +56,7 @@ from fernb.data._layout import (
     visible,
 )
 from fernb.data.facedata import DatasetFormatError, FaceData, require_dir
-from fernb.face.crop import crop_square, landmark_box, square_around
+from fernb.face.crop import cut_square, landmark_box, square_around
 
 __all__ = ["load_ckplus", "load_ckplus48"]
 
@@ -295,10 +295,9 @@ def _face_crops(
         found, note = _landmarks(root / "Landmarks", frames, read, None)
         if found is None:
             raise DatasetFormatError(f"{folder}: crop=True needs every frame's landmarks; {note}")
-        box = landmark_box(found)
-        left, top, side = square_around(box, *pixels.shape[1:], CROP_MARGIN)
-        images.append(crop_square(pixels, box, size[0], CROP_MARGIN))
-        points.append((found - [left, top] + 0.5) * size[0] / side - 0.5)
+        left, top, side = square_around(landmark_box(found), *pixels.shape[1:], CROP_MARGIN)
+        images.append(cut_square(pixels, (left, top, side), size[0]))
+        points.append(_rescaled(found - [left, top], size[0] / side))
         shapes.append(read)
     note = "from Landmarks/, moved into the face crops"
     return np.concatenate(images), np.concatenate(shapes), np.concatenate(points), note
@@ -407,7 +406,12 @@ def _landmarks(
     if size is None:
         return points, "from Landmarks/"
     scale = np.array(size[::-1]) / shapes[:, ::-1]
-    return (points + 0.5) * scale[:, None, :] - 0.5, "from Landmarks/, scaled to size"
+    return _rescaled(points, scale[:, None, :]), "from Landmarks/, scaled to size"
+
+
+def _rescaled(points: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """Points of an image resized by ``scale``, keeping pixel centres: (x + 0.5) s - 0.5."""
+    return (points + 0.5) * scale - 0.5
 
 
 def _points(path: Path) -> np.ndarray:

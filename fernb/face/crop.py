@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["Box", "crop_square", "landmark_box", "square_around"]
+__all__ = ["Box", "crop_square", "cut_square", "landmark_box", "square_around"]
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
 
@@ -41,11 +41,16 @@ def square_around(
     return left, top, side
 
 
-def crop_square(frames: np.ndarray, box: Box | None, size: int, margin: float = 0.0) -> np.ndarray:
-    """Cut :func:`square_around` ``box`` from every frame (n, H, W) and resize it to ``size``
-    x ``size`` (area interpolation). Returns (n, size, size)."""
-    left, top, side = square_around(box, *frames.shape[1:3], margin)
+def cut_square(frames: np.ndarray, square: tuple[int, int, int], size: int) -> np.ndarray:
+    """Cut ``square`` (left, top, side; :func:`square_around`) from every frame (n, H, W) and
+    resize it to ``size`` x ``size`` (area interpolation). Returns (n, size, size)."""
+    left, top, side = square
     crops = frames[:, top : top + side, left : left + side]
     return np.stack(
         [cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) for crop in crops]
     )
+
+
+def crop_square(frames: np.ndarray, box: Box | None, size: int, margin: float = 0.0) -> np.ndarray:
+    """:func:`cut_square` of the :func:`square_around` ``box`` in frames (n, H, W)."""
+    return cut_square(frames, square_around(box, *frames.shape[1:3], margin), size)
